@@ -1,0 +1,1 @@
+"""rotor-slack: human approvals for Rotor queues, in Slack."""

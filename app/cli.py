@@ -1,0 +1,121 @@
+"""The `rotor-slack` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from importlib.resources import files
+from typing import Annotated
+
+import typer
+
+from app.config import ConfigError, Policy, Settings, load_policy, load_settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Rotor approvals in Slack.")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"rotor-slack: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load() -> tuple[Settings, Policy]:
+    settings = load_settings()
+    path = settings.policy_path()
+    policy = load_policy(path)
+    settings.require_serving()
+    policy.require_serving(str(path) if path else "no policy file (ROTOR_SLACK_CONFIG)")
+    return settings, policy
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the service."""
+    import uvicorn
+
+    from app import logs
+    from app.main import create_app
+
+    try:
+        settings, policy = _load()
+    except ConfigError as e:
+        _fail(str(e))
+    logs.setup()
+    uvicorn.run(create_app(settings, policy), host=host, port=port, log_config=None)
+
+
+@cli.command()
+def manifest(
+    url: Annotated[str, typer.Option(help="Public base URL of this service, https://…")],
+) -> None:
+    """Print manifest.yml with the request URLs pointing at URL."""
+    if not url.startswith("https://"):
+        _fail("--url: Slack needs a public https:// URL")
+    text = files("app").joinpath("manifest.yml").read_text()
+    typer.echo(text.replace("https://bot.example.com", url.rstrip("/")), nl=False)
+
+
+@cli.command()
+def check() -> None:
+    """Validate configuration and reach Slack (auth.test) and Rotor."""
+    try:
+        settings, policy = _load()
+    except ConfigError as e:
+        _fail(str(e))
+    problems = asyncio.run(_reach(settings))
+    for problem in problems:
+        typer.echo(f"rotor-slack: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("configuration ok; Slack and Rotor answer")
+
+
+async def _reach(settings: Settings) -> list[str]:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from app.rotor import RotorClient, RotorError
+
+    problems = []
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
+    )
+    try:
+        identity = await slack.auth_test()
+        typer.echo(f"Slack: signed in as {identity.get('user')} in {identity.get('team')}")
+    except SlackApiError as e:
+        problems.append(f"Slack refused auth.test: {e.response.get('error')}")
+    except Exception as e:
+        problems.append(f"Slack unreachable at {settings.slack_api_url}: {type(e).__name__}")
+    rotor = RotorClient(str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value())
+    try:
+        await rotor.list_approvals(status="pending", limit=1)
+        typer.echo(f"Rotor: {settings.rotor_api_url} answers")
+    except RotorError as e:
+        problems.append(f"Rotor at {settings.rotor_api_url}: {e}")
+    finally:
+        await rotor.close()
+    return problems
+
+
+@cli.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port of the service.")] = 8000,
+) -> None:
+    """Run the service with a local Rotor and a local Slack: no accounts needed."""
+    from app.sandbox.run import run_sandbox
+
+    try:
+        run_sandbox(port)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)

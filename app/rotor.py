@@ -1,0 +1,122 @@
+"""Typed client for the Rotor approvals API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+APPROVAL_ID_PATTERN = r"^apv_[0-9a-f]{32}$"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RotorApproval(BaseModel):
+    """An approval as Rotor documents it (camelCase); extra fields are accepted."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str = Field(pattern=APPROVAL_ID_PATTERN)
+    job_id: str = Field(alias="jobId")
+    queue_name: str = Field(alias="queueName")
+    payload: Any = None
+    status: str
+    created_at: datetime | None = Field(default=None, alias="createdAt")
+    reason: str | None = None
+
+
+class ApprovalPage(BaseModel):
+    approvals: list[RotorApproval]
+    next_cursor: str | None = Field(default=None, alias="nextCursor")
+
+
+class RotorError(Exception):
+    """Rotor could not be reached or answered something unusable."""
+
+
+class RotorUnavailable(RotorError):
+    """Connection failure, timeout or 5xx: worth trying again later."""
+
+
+class RotorConflict(RotorError):
+    """The approval is no longer pending."""
+
+
+class RotorNotFound(RotorError):
+    pass
+
+
+class RotorClient:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 10.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "rotor-slack"},
+            timeout=timeout,
+            # Rotor is reached directly; a proxy from the environment is not ours to use.
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def list_approvals(
+        self,
+        status: str | None = None,
+        queue: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> ApprovalPage:
+        params = {"status": status, "queue": queue, "limit": limit, "cursor": cursor}
+        body = await self._call("GET", "/v1/approvals", params=_without_none(params))
+        return _parse(ApprovalPage, body)
+
+    async def get_approval(self, approval_id: str) -> RotorApproval:
+        return _parse(RotorApproval, await self._call("GET", f"/v1/approvals/{approval_id}"))
+
+    async def approve(self, approval_id: str) -> RotorApproval | None:
+        body = await self._call("POST", f"/v1/approvals/{approval_id}/approve")
+        return _parse(RotorApproval, body) if body else None
+
+    async def reject(self, approval_id: str, reason: str) -> RotorApproval | None:
+        body = await self._call(
+            "POST", f"/v1/approvals/{approval_id}/reject", json={"reason": reason}
+        )
+        return _parse(RotorApproval, body) if body else None
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise RotorUnavailable("Rotor did not answer in time") from None
+        except httpx.TransportError as e:
+            raise RotorUnavailable(f"Rotor is unreachable ({type(e).__name__})") from None
+        status = response.status_code
+        if status == 409:
+            raise RotorConflict("the approval is no longer pending")
+        if status == 404:
+            raise RotorNotFound("Rotor does not know this approval")
+        if status in (401, 403):
+            raise RotorError(f"Rotor refused the API key (HTTP {status})")
+        if status == 429 or status >= 500:
+            raise RotorUnavailable(f"Rotor answered HTTP {status}")
+        if status >= 400:
+            raise RotorError(f"Rotor answered HTTP {status}")
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise RotorError("Rotor answered with something that is not JSON") from None
+
+
+def _without_none(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _parse(model: type[M], body: Any) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise RotorError(f"Rotor answered an unexpected shape: {e.errors()[0]['msg']}") from None

@@ -1,0 +1,528 @@
+"""A strict loopback stand-in for the Slack Web API, and a stand-in for the people in Slack.
+
+It serves the Web API methods the bot calls, refusing what Slack refuses (Block Kit over its
+limits, stale `trigger_id`s, posts faster than the per-channel limit), keeps the messages,
+threads, ephemeral messages and modals it was sent, and sends the app signed requests as
+Slack would when a person clicks, submits a modal or runs a slash command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import secrets
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX = 50, 100
+MESSAGE_CHARS_MAX = 13_000  # msg_blocks_too_long beyond about this many characters
+TEXT_MAX = 4_000
+VIEW_BYTES_MAX = 250_000
+TRIGGER_SECONDS = 3.0
+RESPONSE_URL_USES = 5
+TEAM = "T0SANDBOX"
+BOT_USER = "U0ROTORBOT"
+
+
+class SlackError(Exception):
+    def __init__(self, error: str, status: int = 200, headers: dict | None = None) -> None:
+        super().__init__(error)
+        self.error, self.status, self.headers = error, status, headers or {}
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict]
+    user: str = BOT_USER
+    thread_ts: str | None = None
+    metadata: dict | None = None
+    edited: bool = False
+
+
+@dataclass
+class Ephemeral:
+    id: int
+    channel: str
+    user: str
+    text: str
+    blocks: list[dict]
+
+
+@dataclass
+class ResponseUrl:
+    user: str
+    channel: str
+    message_ts: str | None = None  # a channel message the action came from
+    ephemeral_id: int | None = None  # or an ephemeral message
+    uses: int = 0
+
+
+@dataclass
+class Fault:
+    """Answer `count` calls of `method` with `status` / `error` instead of doing them."""
+
+    method: str
+    count: int
+    status: int = 500
+    error: str = "internal_error"
+    retry_after: int | None = None
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float = field(default_factory=time.monotonic)
+
+
+def validate_blocks(blocks: Any, limit: int) -> None:
+    """Raise SlackError('invalid_blocks' / 'msg_blocks_too_long') as Slack would."""
+    if not isinstance(blocks, list) or len(blocks) > limit:
+        raise SlackError("invalid_blocks")
+    block_ids, action_ids = set(), set()
+    for raw in blocks:
+        if not isinstance(raw, dict):
+            raise SlackError("invalid_blocks")
+        try:
+            parsed = Block.parse(dict(raw))
+            if parsed is None:
+                raise SlackError("invalid_blocks")
+            parsed.to_dict()  # runs slack_sdk's validators (lengths, counts)
+        except (SlackObjectFormationError, TypeError, ValueError, AttributeError):
+            raise SlackError("invalid_blocks") from None
+        block_id = raw.get("block_id")
+        if block_id is not None:
+            if block_id in block_ids:
+                raise SlackError("invalid_blocks")
+            block_ids.add(block_id)
+        for element in raw.get("elements") or []:
+            if isinstance(element, dict) and "action_id" in element:
+                if element["action_id"] in action_ids:
+                    raise SlackError("invalid_blocks")
+                action_ids.add(element["action_id"])
+    if _text_length(blocks) > MESSAGE_CHARS_MAX and limit == MESSAGE_BLOCKS_MAX:
+        raise SlackError("msg_blocks_too_long")
+
+
+def _text_length(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_length(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_length(v) for v in value)
+    return 0
+
+
+def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body}".encode()
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+class FakeSlack:
+    def __init__(
+        self,
+        token: str,
+        signing_secret: str,
+        channels: list[str],
+        posts_per_second: float = 1.0,
+        burst: int = 1,
+    ) -> None:
+        self.token, self.signing_secret = token, signing_secret
+        self.channels = set(channels)
+        self.posts_per_second, self.burst = posts_per_second, burst
+        self.absent_from: set[str] = set()  # channels the bot was not invited to
+        self.usergroups: dict[str, list[str]] = {}
+        self.app_url = ""  # the service's /slack/events, set once it runs
+        self.base_url = ""  # ours, set once we run
+        self.messages: list[Message] = []
+        self.ephemerals: list[Ephemeral] = []
+        self.views: dict[str, dict] = {}
+        self.calls: list[tuple[str, dict]] = []
+        self.faults: list[Fault] = []
+        self._triggers: dict[str, tuple[float, str]] = {}
+        self._response_urls: dict[str, ResponseUrl] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._ts = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self.app = Starlette(
+            routes=[
+                Route("/api/{method}", self._api, methods=["GET", "POST"]),
+                Route("/response/{key}", self._response_url, methods=["POST"]),
+            ]
+        )
+
+    # --- what tests and the sandbox page read ---------------------------------------------
+
+    def channel_messages(self, channel: str) -> list[Message]:
+        with self._lock:
+            return [m for m in self.messages if m.channel == channel and m.thread_ts is None]
+
+    def replies(self, message: Message) -> list[Message]:
+        with self._lock:
+            return [
+                m
+                for m in self.messages
+                if m.channel == message.channel and m.thread_ts == message.ts
+            ]
+
+    def find(self, approval_id: str) -> list[Message]:
+        """Top-level messages posted for an approval (by their metadata)."""
+        with self._lock:
+            return [
+                m
+                for m in self.messages
+                if (m.metadata or {}).get("event_payload", {}).get("approval_id") == approval_id
+            ]
+
+    def ephemerals_for(self, user: str) -> list[Ephemeral]:
+        with self._lock:
+            return [e for e in self.ephemerals if e.user == user]
+
+    def count(self, method: str) -> int:
+        with self._lock:
+            return sum(1 for name, _ in self.calls if name == method)
+
+    def fail(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    # --- the Web API ------------------------------------------------------------------------
+
+    async def _api(self, request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        args: dict[str, Any] = dict(request.query_params)
+        body = await request.body()
+        if body:
+            if request.headers.get("content-type", "").startswith("application/json"):
+                args.update(json.loads(body))
+            else:
+                args.update(urllib.parse.parse_qsl(body.decode()))
+        try:
+            if request.headers.get("authorization") != f"Bearer {self.token}":
+                raise SlackError("invalid_auth")
+            handler = getattr(self, "api_" + method.replace(".", "_"), None)
+            if handler is None:
+                raise SlackError("unknown_method", status=404)
+            with self._lock:
+                self.calls.append((method, args))
+                self._inject_fault(method)
+                result = handler(args)
+        except SlackError as e:
+            return JSONResponse({"ok": False, "error": e.error}, e.status, headers=e.headers)
+        return JSONResponse({"ok": True, **result})
+
+    def _inject_fault(self, method: str) -> None:
+        for fault in self.faults:
+            if fault.method == method and fault.count > 0:
+                fault.count -= 1
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                raise SlackError(fault.error, fault.status, headers)
+
+    def _channel(self, args: dict) -> str:
+        channel = args.get("channel")
+        if channel not in self.channels:
+            raise SlackError("channel_not_found")
+        if channel in self.absent_from:
+            raise SlackError("not_in_channel")
+        return channel
+
+    def _message_args(self, args: dict) -> tuple[str, list[dict]]:
+        text = args.get("text") or ""
+        blocks = args.get("blocks") or []
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if not text and not blocks:
+            raise SlackError("no_text")
+        if len(text) > TEXT_MAX:
+            raise SlackError("msg_too_long")
+        if blocks:
+            validate_blocks(blocks, MESSAGE_BLOCKS_MAX)
+        if args.get("link_names") in (True, "true", "1", 1):
+            raise SlackError("link_names_not_allowed_here")  # the bot must never ping by name
+        return text, blocks
+
+    def _take_post_token(self, channel: str) -> None:
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(channel, _Bucket(tokens=self.burst))
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.posts_per_second)
+        bucket.updated = now
+        if bucket.tokens < 1:
+            wait = (1 - bucket.tokens) / self.posts_per_second
+            raise SlackError("ratelimited", 429, {"Retry-After": str(max(1, math.ceil(wait)))})
+        bucket.tokens -= 1
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def api_auth_test(self, args: dict) -> dict:
+        return {"team": "Sandbox", "team_id": TEAM, "user": "rotor", "user_id": BOT_USER}
+
+    def api_chat_postMessage(self, args: dict) -> dict:
+        channel = self._channel(args)
+        text, blocks = self._message_args(args)
+        thread_ts = args.get("thread_ts")
+        if thread_ts and not any(m.ts == thread_ts for m in self.channel_messages(channel)):
+            raise SlackError("thread_not_found")
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        self._take_post_token(channel)
+        message = Message(channel, self._next_ts(), text, blocks, thread_ts=thread_ts)
+        message.metadata = metadata
+        self.messages.append(message)
+        return {"channel": channel, "ts": message.ts, "message": {"text": text, "ts": message.ts}}
+
+    def api_chat_update(self, args: dict) -> dict:
+        channel = self._channel(args)
+        text, blocks = self._message_args(args)
+        message = next(
+            (m for m in self.messages if m.channel == channel and m.ts == args.get("ts")), None
+        )
+        if message is None:
+            raise SlackError("message_not_found")
+        old_types = {b.get("block_id"): b.get("type") for b in message.blocks}
+        for block in blocks:
+            old = old_types.get(block.get("block_id"))
+            if old == "rich_text" and block.get("type") != "rich_text":
+                raise SlackError("block_mismatch")
+        message.text, message.blocks, message.edited = text, blocks, True
+        return {"channel": channel, "ts": message.ts, "text": text}
+
+    def api_chat_getPermalink(self, args: dict) -> dict:
+        channel = self._channel(args)
+        ts = args.get("message_ts", "")
+        if not any(m.ts == ts for m in self.channel_messages(channel)):
+            raise SlackError("message_not_found")
+        return {"channel": channel, "permalink": f"{self.base_url}/archives/{channel}/p{ts}"}
+
+    def api_conversations_history(self, args: dict) -> dict:
+        channel = self._channel(args)
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata")).lower() in ("true", "1")
+        newest_first = list(reversed(self.channel_messages(channel)))[:limit]
+        return {
+            "messages": [
+                {
+                    "ts": m.ts,
+                    "text": m.text,
+                    **({"metadata": m.metadata} if with_metadata and m.metadata else {}),
+                }
+                for m in newest_first
+            ],
+            "has_more": False,
+        }
+
+    def api_usergroups_users_list(self, args: dict) -> dict:
+        group = args.get("usergroup")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
+    def api_views_open(self, args: dict) -> dict:
+        trigger = args.get("trigger_id")
+        issued = self._triggers.pop(trigger, None)
+        if issued is None:
+            raise SlackError("invalid_trigger_id")
+        if time.monotonic() - issued[0] > TRIGGER_SECONDS:
+            raise SlackError("expired_trigger_id")
+        view = args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if len(json.dumps(view)) > VIEW_BYTES_MAX:
+            raise SlackError("view_too_large")
+        try:
+            View(**view).to_dict()
+        except (SlackObjectFormationError, TypeError, ValueError):
+            raise SlackError("invalid_arguments") from None
+        validate_blocks(view.get("blocks") or [], MODAL_BLOCKS_MAX)
+        view_id = f"V{next(self._ids):08d}"
+        self.views[view_id] = {**view, "id": view_id, "user": issued[1]}
+        return {"view": self.views[view_id]}
+
+    # --- response_url -----------------------------------------------------------------------
+
+    async def _response_url(self, request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        with self._lock:
+            target = self._response_urls.get(request.path_params["key"])
+            if target is None or target.uses >= RESPONSE_URL_USES:
+                return JSONResponse({"ok": False, "error": "used_url"}, 404)
+            target.uses += 1
+            try:
+                self._respond(target, body)
+            except SlackError as e:
+                return JSONResponse({"ok": False, "error": e.error}, 400)
+        return JSONResponse({"ok": True})
+
+    def _respond(self, target: ResponseUrl, body: dict) -> None:
+        text, blocks = self._message_args(body)
+        if body.get("replace_original") and target.ephemeral_id is not None:
+            for e in self.ephemerals:
+                if e.id == target.ephemeral_id:
+                    e.text, e.blocks = text, blocks
+            return
+        if body.get("replace_original") and target.message_ts is not None:
+            for m in self.messages:
+                if m.channel == target.channel and m.ts == target.message_ts:
+                    m.text, m.blocks, m.edited = text, blocks, True
+            return
+        if body.get("response_type") == "in_channel":
+            self.messages.append(Message(target.channel, self._next_ts(), text, blocks))
+            return
+        self.ephemerals.append(
+            Ephemeral(next(self._ids), target.channel, target.user, text, blocks)
+        )
+
+    def _new_response_url(self, target: ResponseUrl) -> str:
+        key = secrets.token_hex(8)
+        self._response_urls[key] = target
+        return f"{self.base_url}/response/{key}"
+
+    def _new_trigger(self, user: str) -> str:
+        trigger = f"{next(self._ids)}.{secrets.token_hex(6)}"
+        self._triggers[trigger] = (time.monotonic(), user)
+        return trigger
+
+    # --- people acting in Slack: signed requests to the app ---------------------------------
+
+    def _send(self, form: dict[str, str], timestamp: int | None = None) -> httpx.Response:
+        body = urllib.parse.urlencode(form)
+        headers = sign_slack(self.signing_secret, body, timestamp)
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            return http.post(self.app_url, content=body, headers=headers)
+
+    def click(
+        self, user: str, source: Message | Ephemeral, action_prefix: str, value: str | None = None
+    ) -> httpx.Response:
+        """Click the first button whose action_id starts with `action_prefix` (and has `value`)."""
+        with self._lock:
+            block, button = _find_button(source.blocks, action_prefix, value)
+            ephemeral = isinstance(source, Ephemeral)
+            target = ResponseUrl(
+                user,
+                source.channel,
+                message_ts=None if ephemeral else source.ts,
+                ephemeral_id=source.id if ephemeral else None,
+            )
+            payload = {
+                "type": "block_actions",
+                "team": {"id": TEAM, "domain": "sandbox"},
+                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+                "api_app_id": "A0ROTORSLACK",
+                "token": "unused",
+                "container": {
+                    "type": "message",
+                    "channel_id": source.channel,
+                    "is_ephemeral": ephemeral,
+                    **({} if ephemeral else {"message_ts": source.ts}),
+                },
+                "trigger_id": self._new_trigger(user),
+                "channel": {"id": source.channel, "name": source.channel.lower()},
+                "response_url": self._new_response_url(target),
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": button["action_id"],
+                        "block_id": block.get("block_id", ""),
+                        "value": button.get("value"),
+                        "text": button["text"],
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+            if not ephemeral:
+                payload["message"] = {"ts": source.ts, "text": source.text, "blocks": source.blocks}
+        return self._send({"payload": json.dumps(payload)})
+
+    def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
+        """Submit a modal; `values` maps block_id -> action_id -> typed text."""
+        with self._lock:
+            view = self.views[view_id]
+        state = {
+            block: {action: {"type": "plain_text_input", "value": text}}
+            for block, actions in values.items()
+            for action, text in actions.items()
+        }
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM, "domain": "sandbox"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "api_app_id": "A0ROTORSLACK",
+            "token": "unused",
+            "trigger_id": self._new_trigger(user),
+            "view": {
+                "id": view_id,
+                "type": "modal",
+                "callback_id": view.get("callback_id"),
+                "private_metadata": view.get("private_metadata", ""),
+                "blocks": view.get("blocks", []),
+                "state": {"values": state},
+                "hash": secrets.token_hex(4),
+            },
+        }
+        return self._send({"payload": json.dumps(payload)})
+
+    def slash(self, user: str, channel: str, text: str, command: str = "/approvals"):
+        """Run a slash command; an ack that carries a message shows it to the user."""
+        with self._lock:
+            response_url = self._new_response_url(ResponseUrl(user, channel))
+            trigger = self._new_trigger(user)
+        form = {
+            "token": "unused",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": command,
+            "text": text,
+            "response_url": response_url,
+            "trigger_id": trigger,
+            "api_app_id": "A0ROTORSLACK",
+        }
+        response = self._send(form)
+        if response.status_code == 200 and response.content:
+            body = response.json()
+            with self._lock:
+                self.ephemerals.append(
+                    Ephemeral(
+                        next(self._ids), channel, user, body.get("text", ""), body.get("blocks", [])
+                    )
+                )
+        return response
+
+
+def _find_button(blocks: list[dict], prefix: str, value: str | None) -> tuple[dict, dict]:
+    for block in blocks:
+        for element in block.get("elements") or []:
+            if (
+                isinstance(element, dict)
+                and element.get("type") == "button"
+                and element.get("action_id", "").startswith(prefix)
+                and (value is None or element.get("value") == value)
+            ):
+                return block, element
+    raise LookupError(f"no button {prefix!r} in the message")

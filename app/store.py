@@ -1,0 +1,292 @@
+"""Storage: approvals and the outbox of work bound for Slack (SQLModel on SQLite or PostgreSQL).
+
+Every state change that Slack must show is written together with an outbox task in one
+transaction, so nothing is lost between the database and Slack. Work is claimed with
+conditional updates, so concurrent clicks, workers and replicas never do the same thing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, event, func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import Field, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+# Outbox task kinds.
+POST, UPDATE, REMIND, ESCALATE = "post", "update", "remind", "escalate"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"
+
+    id: str = Field(primary_key=True, max_length=36)
+    job_id: str
+    queue_name: str = Field(index=True)
+    payload: Any = Field(default=None, sa_column=Column(JSON))
+    workspace_id: str | None = None
+    created_at: datetime
+    status: str = Field(default=PENDING)
+    # The Slack message, once posted.
+    channel: str | None = None
+    ts: str | None = None
+    # A click in progress holds the decision until claimed_until.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    # decided_by is a Slack user id, or None when decided outside Slack.
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    reminders_sent: int = 0
+    # Set while a reminder is due in future; cleared on decision. Indexed for the sweep.
+    next_reminder_at: datetime | None = Field(default=None, index=True)
+
+
+class OutboxTask(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_lane_id", "lane", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: str = Field(foreign_key="approvals.id")
+    kind: str
+    # Tasks in one lane run one at a time, in id order (posts to one channel keep their order).
+    lane: str
+    not_before: datetime = Field(default_factory=utcnow, index=True)
+    attempts: int = 0
+    locked_until: datetime | None = None
+    last_error: str | None = None
+    failed: bool = False
+
+
+class Store:
+    def __init__(self, database_url: str) -> None:
+        self.engine: AsyncEngine = _create_engine(database_url)
+        self._sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.session() as s:
+            await s.exec(select(1))
+
+    # --- approvals -------------------------------------------------------------------------
+
+    async def record_approval(self, approval: Approval, channel: str) -> bool:
+        """Store a new approval and its post task. False when the id is known already."""
+        try:
+            async with self.session() as s:
+                s.add(approval)
+                await s.flush()
+                s.add(OutboxTask(approval_id=approval.id, kind=POST, lane=channel))
+        except IntegrityError:
+            return False
+        return True
+
+    async def get(self, approval_id: str) -> Approval | None:
+        async with self.session() as s:
+            return await s.get(Approval, approval_id)
+
+    async def known_ids(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        async with self.session() as s:
+            rows = await s.exec(select(Approval.id).where(Approval.id.in_(ids)))
+            return set(rows.all())
+
+    async def pending(self, limit: int = 1000) -> list[Approval]:
+        async with self.session() as s:
+            rows = await s.exec(select(Approval).where(Approval.status == PENDING).limit(limit))
+            return list(rows.all())
+
+    async def set_message(
+        self, approval_id: str, channel: str, ts: str, first_reminder: datetime
+    ) -> None:
+        async with self.session() as s:
+            approval = await s.get(Approval, approval_id)
+            approval.channel, approval.ts = channel, ts
+            if approval.status == PENDING and approval.next_reminder_at is None:
+                approval.next_reminder_at = first_reminder
+
+    # --- decisions -------------------------------------------------------------------------
+
+    async def claim_decision(self, approval_id: str, user: str, hold: timedelta) -> bool:
+        """Take the right to decide, so concurrent clicks make one Rotor call."""
+        now = utcnow()
+        async with self.session() as s:
+            result = await s.exec(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.status == PENDING)
+                .where(or_(Approval.claimed_until.is_(None), Approval.claimed_until < now))
+                .values(claimed_by=user, claimed_until=now + hold)
+            )
+            return result.rowcount == 1
+
+    async def release_claim(self, approval_id: str, user: str) -> None:
+        async with self.session() as s:
+            await s.exec(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.claimed_by == user)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
+    async def record_decision(
+        self,
+        approval_id: str,
+        status: str,
+        decided_by: str | None,
+        reason: str | None = None,
+        decided_at: datetime | None = None,
+    ) -> bool:
+        """Mark a pending approval decided and queue the message update. False if not pending."""
+        async with self.session() as s:
+            approval = await s.get(Approval, approval_id, with_for_update=True)
+            if approval is None or approval.status != PENDING:
+                return False
+            approval.status = status
+            approval.decided_by = decided_by
+            approval.decided_at = decided_at or utcnow()
+            approval.reason = reason
+            approval.claimed_by = approval.claimed_until = None
+            approval.next_reminder_at = None
+            lane = f"update:{approval.channel or ''}"
+            s.add(OutboxTask(approval_id=approval_id, kind=UPDATE, lane=lane))
+            return True
+
+    # --- reminders -------------------------------------------------------------------------
+
+    async def due_reminders(self, now: datetime, limit: int = 200) -> list[Approval]:
+        async with self.session() as s:
+            rows = await s.exec(
+                select(Approval)
+                .where(Approval.next_reminder_at <= now)
+                .order_by(Approval.next_reminder_at)
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def schedule_reminder(
+        self, approval: Approval, kind: str, lane: str, next_at: datetime | None
+    ) -> bool:
+        """Queue one reminder or escalation, moving the row's due time on. Once per due time."""
+        async with self.session() as s:
+            result = await s.exec(
+                update(Approval)
+                .where(Approval.id == approval.id, Approval.status == PENDING)
+                .where(Approval.next_reminder_at == approval.next_reminder_at)
+                .values(
+                    next_reminder_at=next_at,
+                    reminders_sent=Approval.reminders_sent + (1 if kind == REMIND else 0),
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            s.add(OutboxTask(approval_id=approval.id, kind=kind, lane=lane))
+            return True
+
+    # --- outbox ----------------------------------------------------------------------------
+
+    async def due_lanes(self, now: datetime) -> list[str]:
+        async with self.session() as s:
+            rows = await s.exec(
+                select(OutboxTask.lane)
+                .where(OutboxTask.failed.is_(False), OutboxTask.not_before <= now)
+                .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
+                .distinct()
+            )
+            return list(rows.all())
+
+    async def claim_next(self, lane: str, lease: timedelta) -> OutboxTask | None:
+        """The oldest task of a lane, if it is due and nobody holds it."""
+        now = utcnow()
+        async with self.session() as s:
+            head = (
+                await s.exec(
+                    select(OutboxTask)
+                    .where(OutboxTask.lane == lane, OutboxTask.failed.is_(False))
+                    .order_by(OutboxTask.id)
+                    .limit(1)
+                )
+            ).first()
+            if head is None or head.not_before > now:
+                return None
+            result = await s.exec(
+                update(OutboxTask)
+                .where(OutboxTask.id == head.id)
+                .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
+                .values(locked_until=now + lease, attempts=OutboxTask.attempts + 1)
+            )
+            if result.rowcount != 1:
+                return None
+            head.attempts += 1
+            return head
+
+    async def finish(self, task_id: int) -> None:
+        async with self.session() as s:
+            task = await s.get(OutboxTask, task_id)
+            if task is not None:
+                await s.delete(task)
+
+    async def retry_later(self, task_id: int, not_before: datetime, error: str) -> None:
+        async with self.session() as s:
+            await s.exec(
+                update(OutboxTask)
+                .where(OutboxTask.id == task_id)
+                .values(not_before=not_before, locked_until=None, last_error=error)
+            )
+
+    async def fail(self, task_id: int, error: str) -> None:
+        async with self.session() as s:
+            await s.exec(
+                update(OutboxTask)
+                .where(OutboxTask.id == task_id)
+                .values(failed=True, locked_until=None, last_error=error)
+            )
+
+    async def outbox_depth(self) -> int:
+        async with self.session() as s:
+            return (await s.exec(select(func.count()).select_from(OutboxTask))).one()
+
+
+def _create_engine(url: str) -> AsyncEngine:
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    # SQLite: WAL for concurrent readers, and BEGIN IMMEDIATE so a transaction that will write
+    # waits for the lock instead of failing with "database is locked" when it upgrades.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,100 @@
+"""`POST /rotor/webhook`: verify, parse and record `approval.pending` events."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app import metrics
+from app.rotor import APPROVAL_ID_PATTERN
+from app.store import Approval, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+
+
+class PendingEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    approval_id: str = Field(alias="approvalId", pattern=APPROVAL_ID_PATTERN)
+    job_id: str = Field(alias="jobId", min_length=1, max_length=500)
+    queue_name: str = Field(alias="queueName", min_length=1, max_length=500)
+    payload: Any
+    workspace_id: str | None = Field(default=None, alias="workspaceId")
+
+
+class WebhookError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def verify(webhook: Webhook, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        webhook.verify(body, headers, json_parse=False)
+    except (WebhookVerificationError, ValueError, UnicodeDecodeError) as e:
+        raise WebhookError(401, f"signature check failed: {e}") from None
+
+
+def parse(body: bytes) -> PendingEvent | None:
+    """The event's data, or None for event types this service does not handle."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookError(400, "body is not JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("event"), str):
+        raise WebhookError(400, 'body must be an object with an "event" string')
+    if document["event"] != "approval.pending":
+        return None
+    try:
+        return PendingEvent.model_validate(document.get("data"))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in ("data", *first["loc"]))
+        raise WebhookError(422, f"{where}: {first['msg']}") from None
+
+
+def as_approval(event: PendingEvent) -> Approval:
+    return Approval(
+        id=event.approval_id,
+        job_id=event.job_id,
+        queue_name=event.queue_name,
+        payload=event.payload,
+        workspace_id=event.workspace_id,
+        created_at=utcnow(),
+    )
+
+
+def webhook_endpoint(secret: str, intake: Callable[[Approval], Awaitable[bool]]):
+    """The route handler; `intake` records an approval and says whether it was new."""
+    webhook = Webhook(secret)
+
+    async def endpoint(request: Request) -> JSONResponse:
+        body = await request.body()  # BodyLimit has capped its size already
+        try:
+            verify(webhook, body, dict(request.headers))
+            event = parse(body)
+        except WebhookError as e:
+            metrics.WEBHOOKS.labels(outcome=f"rejected_{e.status}").inc()
+            log.warning("webhook refused: %s", e.message)
+            return JSONResponse({"error": e.message}, status_code=e.status)
+        if event is None:
+            metrics.WEBHOOKS.labels(outcome="ignored").inc()
+            return JSONResponse({"status": "ignored"}, status_code=200)
+        if await intake(as_approval(event)):
+            metrics.WEBHOOKS.labels(outcome="accepted").inc()
+            log.info("approval accepted", extra={"approval_id": event.approval_id})
+            return JSONResponse({"status": "accepted"}, status_code=202)
+        metrics.WEBHOOKS.labels(outcome="duplicate").inc()
+        return JSONResponse({"status": "duplicate"}, status_code=200)
+
+    return endpoint

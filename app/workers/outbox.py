@@ -1,0 +1,227 @@
+"""The outbox worker: delivers every queued post, update, reminder and escalation to Slack.
+
+Tasks run in lanes (one per channel for posts, so each channel keeps its order and its own
+pace); a lane's head task is claimed in the database before it runs, so a task runs once even
+with several workers. Failures are retried with backoff; 429 pauses only that channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from contextlib import suppress
+from datetime import timedelta
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app import metrics
+from app.config import Policy
+from app.slack import blocks
+from app.store import ESCALATE, POST, REMIND, UPDATE, Approval, OutboxTask, Store, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=30)
+POLL_SECONDS = 0.5
+BACKOFF_CAP = 300.0
+METADATA_EVENT = "rotor_approval"
+# Slack refused these calls, so they certainly did nothing; after any other failure
+# (timeout, dropped connection, 5xx) the message may have been posted all the same.
+RATELIMITED, REFUSED, AMBIGUOUS = "ratelimited", "refused", "ambiguous"
+TRANSIENT_SLACK_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+
+class Retry(Exception):
+    """Try the task again after `delay` seconds, or after a backoff when None."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.delay = reason, delay
+
+
+class Permanent(Exception):
+    pass
+
+
+def backoff(attempts: int) -> float:
+    """Jittered exponential backoff: about 1, 2, 4 … seconds, capped."""
+    return min(BACKOFF_CAP, 2.0 ** max(0, attempts - 1)) * random.uniform(0.5, 1.0)
+
+
+class Outbox:
+    def __init__(self, store: Store, slack: AsyncWebClient, policy: Policy) -> None:
+        self.store, self.slack, self.policy = store, slack, policy
+        self._wake = asyncio.Event()
+        self._lanes: dict[str, asyncio.Task] = {}
+        self._next_post: dict[str, float] = {}  # channel -> monotonic time of its next post
+        self.heartbeat = time.monotonic()
+        self.period = POLL_SECONDS
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.heartbeat = time.monotonic()
+                self._wake.clear()
+                try:
+                    for lane in await self.store.due_lanes(utcnow()):
+                        if lane not in self._lanes:
+                            self._lanes[lane] = asyncio.create_task(self._drain(lane))
+                except Exception:
+                    log.exception("outbox: could not read due work")
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+        finally:
+            for task in self._lanes.values():
+                task.cancel()
+
+    async def _drain(self, lane: str) -> None:
+        try:
+            while task := await self.store.claim_next(lane, LEASE):
+                await self._run(task)
+        except Exception:
+            log.exception("outbox: lane %s stopped", lane)
+        finally:
+            self._lanes.pop(lane, None)
+
+    async def _run(self, task: OutboxTask) -> None:
+        approval = await self.store.get(task.approval_id)
+        extra = {"approval_id": task.approval_id, "task": task.kind}
+        perform = {
+            POST: self._post,
+            UPDATE: self._update,
+            REMIND: self._remind,
+            ESCALATE: self._escalate,
+        }[task.kind]
+        try:
+            await perform(task, approval)
+        except Retry as e:
+            delay = e.delay if e.delay is not None else backoff(task.attempts)
+            log.warning("outbox: %s retry in %.1fs: %s", task.kind, delay, e, extra=extra)
+            await self.store.retry_later(task.id, utcnow() + timedelta(seconds=delay), e.reason)
+            return
+        except Permanent as e:
+            log.error("outbox: %s failed for good: %s", task.kind, e, extra=extra)
+            await self.store.fail(task.id, str(e))
+            return
+        await self.store.finish(task.id)
+        metrics.MESSAGES.labels(kind=task.kind).inc()
+        log.info("outbox: %s done", task.kind, extra=extra)
+
+    # --- the four kinds of task -----------------------------------------------------------
+
+    async def _post(self, task: OutboxTask, approval: Approval) -> None:
+        channel = task.lane
+        if approval.ts is not None:
+            return  # posted already
+        if task.attempts > 1 and not (task.last_error or "").startswith((RATELIMITED, REFUSED)):
+            # An earlier try may have posted and died before recording it: look before posting.
+            found = await self._find_message(channel, approval.id)
+            if found:
+                await self._posted(approval, channel, found)
+                return
+        message = blocks.approval_message(approval)
+        response = await self._call(
+            channel,
+            self.slack.chat_postMessage,
+            channel=channel,
+            text=message.text,
+            blocks=message.blocks_json(),
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"approval_id": approval.id}},
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        await self._posted(approval, response["channel"], response["ts"])
+
+    async def _posted(self, approval: Approval, channel: str, ts: str) -> None:
+        first = max(approval.created_at + self.policy.reminders.after, utcnow())
+        await self.store.set_message(approval.id, channel, ts, first)
+
+    async def _find_message(self, channel: str, approval_id: str) -> str | None:
+        response = await self._call(
+            None,
+            self.slack.conversations_history,
+            channel=channel,
+            include_all_metadata=True,
+            limit=200,
+        )
+        for message in response.get("messages", []):
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if (
+                meta.get("event_type") == METADATA_EVENT
+                and payload.get("approval_id") == approval_id
+            ):
+                return message["ts"]
+        return None
+
+    async def _update(self, task: OutboxTask, approval: Approval) -> None:
+        if approval.ts is None:
+            # Not posted yet: the post shows the current state, or this runs again after it.
+            raise Retry("waiting for the post", 1.0)
+        message = blocks.approval_message(approval)
+        await self._call(
+            None,
+            self.slack.chat_update,
+            channel=approval.channel,
+            ts=approval.ts,
+            text=message.text,
+            blocks=message.blocks_json(),
+        )
+
+    async def _remind(self, task: OutboxTask, approval: Approval) -> None:
+        if approval.status != blocks.PENDING:
+            return  # decided since it was queued
+        approvers = self.policy.approvers_for(approval.queue_name)
+        await self._call(
+            approval.channel,
+            self.slack.chat_postMessage,
+            channel=approval.channel,
+            thread_ts=approval.ts,
+            text=blocks.reminder_text(approval, approvers, utcnow()),
+        )
+
+    async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
+        if approval.status != blocks.PENDING:
+            return
+        link = await self._call(
+            None, self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
+        )
+        text = blocks.escalation_text(approval, link.get("permalink"), utcnow())
+        await self._call(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
+
+    # --- calling Slack --------------------------------------------------------------------
+
+    async def _call(self, paced_channel: str | None, method, **kwargs):
+        """Call a Web API method; `paced_channel` is set for chat.postMessage's per-channel pace."""
+        if paced_channel is not None:
+            wait = self._next_post.get(paced_channel, 0.0) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._next_post[paced_channel] = (
+                time.monotonic() + 1 / self.policy.slack.posts_per_second
+            )
+        try:
+            return await method(**kwargs)
+        except SlackApiError as e:
+            error = e.response.get("error") or f"http_{e.response.status_code}"
+            metrics.SLACK_ERRORS.labels(error=error).inc()
+            if e.response.status_code == 429 or error == "ratelimited":
+                delay = float(e.response.headers.get("Retry-After", 1))
+                if paced_channel is not None:
+                    self._next_post[paced_channel] = time.monotonic() + delay
+                raise Retry(RATELIMITED, delay) from None
+            if e.response.status_code >= 500:
+                raise Retry(f"{AMBIGUOUS}: {error}") from None
+            if error in TRANSIENT_SLACK_ERRORS:
+                raise Retry(f"{REFUSED}: {error}") from None
+            raise Permanent(f"{REFUSED}: {error}") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            metrics.SLACK_ERRORS.labels(error="unreachable").inc()
+            raise Retry(f"{AMBIGUOUS}: {type(e).__name__}") from None

@@ -1,0 +1,186 @@
+"""Fixtures: the Slack and Rotor stand-ins over real HTTP, and the real service as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.sandbox.rotor import FakeRotor
+from app.sandbox.run import ThreadServer, new_secrets
+from app.sandbox.slack import FakeSlack
+
+CHANNELS = ["C0APPROVALS", "C0FINANCE", "C0ESCALATE", "C0OPS"]
+CAROL, DAVE, MALLORY = "U0CAROL", "U0DAVE", "U0MALLORY"  # Dave approves via the S0FINANCE group
+POLICY = """
+[slack]
+default_channel = "C0APPROVALS"
+posts_per_second = 50
+
+[reminders]
+after = "1h"
+every = "4h"
+check_every = "1s"
+
+[sync]
+every = "1h"
+
+[[queues]]
+name = "payments"
+channel = "C0FINANCE"
+approvers = ["U0CAROL", "S0FINANCE"]
+"""
+PG_URL = os.environ.get("ROTOR_SLACK_TEST_DATABASE_URL")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    """Poll until `predicate()` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def keys() -> dict[str, str]:
+    return new_secrets()
+
+
+@pytest.fixture
+def slack(keys):
+    fake = FakeSlack(
+        keys["SLACK_BOT_TOKEN"], keys["SLACK_SIGNING_SECRET"], CHANNELS, posts_per_second=50, burst=5
+    )
+    fake.usergroups = {"S0FINANCE": [DAVE]}
+    server = ThreadServer(fake.app)
+    fake.base_url = server.url
+    yield fake
+    server.stop()
+
+
+@pytest.fixture
+def rotor(keys):
+    fake = FakeRotor(keys["ROTOR_API_KEY"], keys["ROTOR_WEBHOOK_SECRET"])
+    server = ThreadServer(fake.app)
+    fake.base_url = server.url
+    yield fake
+    server.stop()
+
+
+async def _reset_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'rotor-slack.db'}"
+    if not PG_URL:
+        pytest.skip("ROTOR_SLACK_TEST_DATABASE_URL is not set")
+    asyncio.run(_reset_postgres(PG_URL))
+    return PG_URL
+
+
+class Service:
+    """A running `rotor-slack serve` process."""
+
+    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
+        self.url, self.process, self.log = url, process, log
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10, trust_env=False)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=10, trust_env=False, **kwargs)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def service_env(keys, slack, rotor, database_url: str, policy_file: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(keys)
+    env.update(
+        SLACK_API_URL=f"{slack.base_url}/api/",
+        ROTOR_API_URL=rotor.base_url,
+        DATABASE_URL=database_url,
+        ROTOR_SLACK_CONFIG=str(policy_file),
+    )
+    return env
+
+
+@pytest.fixture
+def start_service(tmp_path, keys, slack, rotor, database_url):
+    started: list[Service] = []
+
+    def start(policy: str = POLICY, **env_overrides: str) -> Service:
+        n = len(started)
+        policy_file = tmp_path / f"policy-{n}.toml"
+        policy_file.write_text(policy)
+        env = service_env(keys, slack, rotor, database_url, policy_file) | env_overrides
+        port = free_port()
+        log = tmp_path / f"service-{n}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        service = Service(f"http://127.0.0.1:{port}", process, log)
+        started.append(service)
+
+        def ready():
+            if process.poll() is not None:
+                raise AssertionError(f"service exited:\n{service.output()}")
+            try:
+                return service.get("/readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, 20, "the service to be ready")
+        slack.app_url = f"{service.url}/slack/events"
+        rotor.webhook_url = f"{service.url}/rotor/webhook"
+        return service
+
+    yield start
+    for service in started:
+        service.process.terminate()
+        try:
+            service.process.wait(10)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+
+
+@pytest.fixture
+def service(start_service) -> Service:
+    return start_service()
+
+
+def posted(slack: FakeSlack, approval_id: str, timeout: float = 10.0):
+    """The one message posted for an approval, once it is there."""
+    return wait_until(lambda: slack.find(approval_id), timeout, f"{approval_id} posted")[0]
