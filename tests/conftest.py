@@ -67,7 +67,11 @@ def keys() -> dict[str, str]:
 @pytest.fixture
 def slack(keys):
     fake = FakeSlack(
-        keys["SLACK_BOT_TOKEN"], keys["SLACK_SIGNING_SECRET"], CHANNELS, posts_per_second=50, burst=5
+        keys["SLACK_BOT_TOKEN"],
+        keys["SLACK_SIGNING_SECRET"],
+        CHANNELS,
+        posts_per_second=50,
+        burst=5,
     )
     fake.usergroups = {"S0FINANCE": [DAVE]}
     server = ThreadServer(fake.app)
@@ -184,3 +188,9 @@ def service(start_service) -> Service:
 def posted(slack: FakeSlack, approval_id: str, timeout: float = 10.0):
     """The one message posted for an approval, once it is there."""
     return wait_until(lambda: slack.find(approval_id), timeout, f"{approval_id} posted")[0]
+
+
+def preview_text(message) -> str:
+    """The payload preview of an approval message (a rich-text preformatted block)."""
+    block = next(b for b in message.blocks if b.get("block_id") == "preview")
+    return block["elements"][0]["elements"][0]["text"]

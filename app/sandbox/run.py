@@ -92,9 +92,7 @@ def run_sandbox(port: int) -> None:
             rotor_api_key=keys["ROTOR_API_KEY"],
             rotor_api_url=rotor_url,
             rotor_webhook_secret=keys["ROTOR_WEBHOOK_SECRET"],
-            database_url=os.environ.get(
-                "DATABASE_URL", f"sqlite+aiosqlite:///{database}"
-            ),
+            database_url=os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{database}"),
         )
         service = _server(create_app(settings, policy), port)
         slack.app_url = f"http://127.0.0.1:{port}/slack/events"

@@ -269,7 +269,9 @@ class FakeSlack:
     def _take_post_token(self, channel: str) -> None:
         now = time.monotonic()
         bucket = self._buckets.setdefault(channel, _Bucket(tokens=self.burst))
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.posts_per_second)
+        bucket.tokens = min(
+            self.burst, bucket.tokens + (now - bucket.updated) * self.posts_per_second
+        )
         bucket.updated = now
         if bucket.tokens < 1:
             wait = (1 - bucket.tokens) / self.posts_per_second

@@ -193,7 +193,7 @@ def approval_message(approval: Approval) -> Message:
 def decision_buttons(approval_id: str, queue_name: str) -> list[ButtonElement]:
     confirm = ConfirmObject(
         title="Approve this job?",
-        text=f"The job on {clip(queue_name, 100)} will run.",
+        text=PlainTextObject(text=clip(f"The job on {queue_name} will run.", 300)),
         confirm="Approve",
         deny="Cancel",
     )
