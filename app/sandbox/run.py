@@ -6,6 +6,7 @@ import asyncio
 import base64
 import os
 import secrets
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -45,8 +46,16 @@ def _server(app, port: int) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def _address(server: uvicorn.Server) -> str:
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
     return f"http://{host}:{port}"
 
 
@@ -54,14 +63,13 @@ class ThreadServer:
     """A uvicorn server in a thread of its own, for tests: `.url` once started."""
 
     def __init__(self, app, port: int = 0) -> None:
+        sock = _bind(port)
+        self.url = _address(sock)  # connections wait in the listen backlog until it serves
         self.server = _server(app, port)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
         self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            threading.Event().wait(0.01)
-        self.url = _address(self.server)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -80,11 +88,13 @@ def run_sandbox(port: int) -> None:
     database = Path(tempfile.mkdtemp(prefix="rotor-slack-sandbox-")) / "sandbox.db"
 
     async def main() -> None:
+        slack_socket, rotor_socket = _bind(0), _bind(0)
+        slack.base_url, rotor_url = _address(slack_socket), _address(rotor_socket)
         slack_server, rotor_server = _server(slack.app, 0), _server(rotor.app, 0)
-        others = [asyncio.create_task(s.serve()) for s in (slack_server, rotor_server)]
-        while not (slack_server.started and rotor_server.started):
-            await asyncio.sleep(0.01)
-        slack.base_url, rotor_url = _address(slack_server), _address(rotor_server)
+        others = [
+            asyncio.create_task(slack_server.serve(sockets=[slack_socket])),
+            asyncio.create_task(rotor_server.serve(sockets=[rotor_socket])),
+        ]
         settings = load_settings(
             slack_bot_token=keys["SLACK_BOT_TOKEN"],
             slack_signing_secret=keys["SLACK_SIGNING_SECRET"],

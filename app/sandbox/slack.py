@@ -507,7 +507,9 @@ class FakeSlack:
         }
         response = self._send(form)
         if response.status_code == 200 and response.content:
-            body = response.json()
+            # Slack shows an ack's body to the user: JSON with text/blocks, or plain text.
+            is_json = response.headers.get("content-type", "").startswith("application/json")
+            body = response.json() if is_json else {"text": response.text}
             with self._lock:
                 self.ephemerals.append(
                     Ephemeral(

@@ -1,0 +1,184 @@
+"""Rendering: any payload gives Block Kit the strict stand-in accepts, with nothing live."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.sandbox.slack import MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX, validate_blocks
+from app.slack import blocks
+from app.store import APPROVED, REJECTED, Approval
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LIVE = re.compile(r"<(?!!date\^)")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=8) | st.dictionaries(st.text(max_size=20), children, max_size=8)
+    ),
+    max_leaves=60,
+)
+
+
+def make(payload, queue="payments", job="job_1", **fields) -> Approval:
+    return Approval(
+        id="apv_" + "a" * 32,
+        job_id=job,
+        queue_name=queue,
+        payload=payload,
+        created_at=NOW - timedelta(hours=2),
+        **fields,
+    )
+
+
+def mrkdwn_texts(value):
+    if isinstance(value, dict):
+        if value.get("type") == "mrkdwn":
+            yield value["text"]
+        for v in value.values():
+            yield from mrkdwn_texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from mrkdwn_texts(v)
+
+
+def assert_safe(message: blocks.Message, ours: str = "") -> None:
+    """Valid Block Kit, and no live sequence but dates and the mention we put in (`ours`)."""
+    rendered = message.blocks_json()
+    validate_blocks(rendered, MESSAGE_BLOCKS_MAX)
+    for text in [message.text, *mrkdwn_texts(rendered)]:
+        assert not LIVE.search(text.replace(ours, "") if ours else text), text
+    for m in mrkdwn_texts(rendered):
+        assert m  # no empty mrkdwn
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=json_values, queue=st.text(min_size=1, max_size=600), job=st.text(min_size=1))
+def test_any_payload_renders_valid_block_kit_with_nothing_live(payload, queue, job):
+    approval = make(payload, queue, job)
+    assert_safe(blocks.approval_message(approval))
+    approval.status, approval.decided_by, approval.decided_at = REJECTED, "U0CAROL", NOW
+    approval.reason = job
+    assert_safe(blocks.approval_message(approval), ours="<@U0CAROL>")
+    modal = blocks.payload_modal(approval).to_dict()
+    validate_blocks(modal["blocks"], MODAL_BLOCKS_MAX)
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=st.text())
+def test_escape_leaves_no_control_characters(text):
+    escaped = blocks.escape(text)
+    assert "<" not in escaped and ">" not in escaped
+    assert escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text
+
+
+def test_secret_looking_keys_are_masked_anywhere():
+    payload = {
+        "user": {"Password": "p", "api_key": "k", "x-api-key": "k2", "name": "ann"},
+        "items": [{"access_token": "t"}, {"authorization": "Bearer z"}],
+        "client_secret": {"nested": "s"},
+    }
+    text, cut = blocks.preview(payload)
+    assert not cut
+    shown = json.loads(text)
+    assert shown["user"] == {
+        "Password": blocks.MASK,
+        "api_key": blocks.MASK,
+        "x-api-key": blocks.MASK,
+        "name": "ann",
+    }
+    assert shown["items"] == [{"access_token": blocks.MASK}, {"authorization": blocks.MASK}]
+    assert shown["client_secret"] == blocks.MASK
+
+
+def test_long_payload_is_cut_with_a_view_button():
+    message = blocks.approval_message(make({"blob": "x" * 10_000}))
+    text, cut = blocks.preview({"blob": "x" * 10_000})
+    assert cut and len(text) == blocks.PREVIEW_CHARS
+    actions = [
+        e["action_id"]
+        for b in message.blocks_json()
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert actions == [
+        "approve:" + "apv_" + "a" * 32,
+        "reject:apv_" + "a" * 32,
+        "view_payload:apv_" + "a" * 32,
+    ]
+
+
+def test_short_payload_has_no_view_button():
+    rendered = blocks.approval_message(make({"a": 1})).blocks_json()
+    ids = [
+        e["action_id"].split(":")[0]
+        for b in rendered
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert ids == ["approve", "reject"]
+
+
+def test_decided_message_keeps_the_preview_block_and_drops_the_buttons():
+    approval = make({"a": 1}, status=APPROVED, decided_by=None, decided_at=NOW)
+    rendered = blocks.approval_message(approval).blocks_json()
+    assert [b["block_id"] for b in rendered] == ["title", "facts", "preview", "outcome"]
+    assert "Approved* outside Slack" in rendered[-1]["text"]["text"]
+
+
+def test_huge_payload_modal_stays_within_limits():
+    approval = make({"rows": ["y" * 1000] * 1000})
+    view = blocks.payload_modal(approval).to_dict()
+    assert len(view["blocks"]) <= MODAL_BLOCKS_MAX
+    assert len(json.dumps(view)) < 250_000
+    assert "more characters are not shown" in json.dumps(view["blocks"][-1])
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "queue"),
+    [
+        ("", "pending", None),
+        ("approved", "approved", None),
+        ("REJECTED payments", "rejected", "payments"),
+        ("payments pending", "pending", "payments"),
+        ("ops", "pending", "ops"),
+    ],
+)
+def test_list_command_parsing(text, status, queue):
+    assert blocks.parse_list_command(text) == blocks.ListQuery(status, queue)
+
+
+@pytest.mark.parametrize("text", ["help", "a b", "pending a b"])
+def test_list_command_help(text):
+    assert blocks.parse_list_command(text) is None
+
+
+def test_list_page_fits_a_message():
+    items = [
+        blocks.ListItem(f"apv_{i:032x}", "<!here>", "j", "pending", {"t": "<@U1>"}, NOW)
+        for i in range(blocks.LIST_PAGE_SIZE)
+    ]
+    rendered = blocks.approvals_list(items, blocks.ListQuery(), "cursor", NOW, 3)
+    as_json = [b.to_dict() for b in rendered]
+    validate_blocks(as_json, MESSAGE_BLOCKS_MAX)
+    for text in mrkdwn_texts(as_json):
+        assert not LIVE.search(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(5, "just now"), (300, "5 min"), (3600, "1 h"), (3720, "1 h 2 min"), (3 * 86400, "3 d")],
+)
+def test_age(seconds, text):
+    assert blocks.age(NOW - timedelta(seconds=seconds), NOW) == text
+
+
+def test_reminder_mentions_users_and_groups():
+    text = blocks.reminder_text(make({}), ["U0CAROL", "S0FINANCE"], NOW)
+    assert text.startswith("<@U0CAROL> <!subteam^S0FINANCE>: ")
+    assert "2 h" in text

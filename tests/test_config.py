@@ -1,0 +1,129 @@
+"""Durations, the policy file and environment settings: bad values name their key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.config import ConfigError, load_policy, load_settings, parse_duration, parse_policy
+
+FULL = """
+[slack]
+default_channel = "C0APPROVALS"
+
+[reminders]
+after = "1h"
+every = "4h"
+escalate_after = 3
+escalation_channel = "C0ESCALATE"
+check_every = "1m"
+
+[sync]
+every = "5m"
+
+[[queues]]
+name = "payments"
+channel = "C0FINANCE"
+approvers = ["S0FINANCE", "U0CAROL"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+        ("1h", timedelta(hours=1)),
+        ("2d", timedelta(days=2)),
+        ("500ms", timedelta(milliseconds=500)),
+        (" 1.5h ", timedelta(minutes=90)),
+    ],
+)
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "1w", "-1h", "0s", "h", "1 hour", 5])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_the_documented_policy_parses():
+    policy = parse_policy(FULL)
+    assert policy.channel_for("payments") == "C0FINANCE"
+    assert policy.channel_for("other") == "C0APPROVALS"
+    assert policy.approvers_for("payments") == ["S0FINANCE", "U0CAROL"]
+    assert policy.approvers_for("other") is None
+    assert policy.reminders.every == timedelta(hours=4)
+    assert policy.sync.every == timedelta(minutes=5)
+
+
+def test_defaults_without_a_file():
+    policy = load_policy(None)
+    assert policy.reminders.after == timedelta(hours=1)
+    assert policy.reminders.escalate_after == 3
+    with pytest.raises(ConfigError, match="slack.default_channel: required"):
+        policy.require_serving()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[slack]\ndefault_chanel = 'C1'", "slack.default_chanel: unknown key"),
+        ("[reminders]\nafter = 'soon'", "reminders.after: 'soon' is not a duration"),
+        ("[reminders]\nescalate_after = 0", "reminders.escalate_after: "),
+        ("[sync]\nevery = '0s'", "sync.every: '0s' must be longer than zero"),
+        ("[[queues]]\nchannel = 'C1'", "queues[0].name: required, not set"),
+        ("[[queues]]\nname = 'a'\napprovers = ['carol']", "queues[0].approvers[0]: 'carol' is not"),
+        ("[[queues]]\nname='a'\n[[queues]]\nname='a'", "queue 'a' is listed twice"),
+        ("[slack\n", "not valid TOML"),
+        ("[nonsense]\nx = 1", "nonsense: unknown key"),
+    ],
+)
+def test_bad_policy_names_the_key(text, message):
+    with pytest.raises(ConfigError) as error:
+        parse_policy(text, source="rotor-slack.toml")
+    assert str(error.value).startswith("rotor-slack.toml: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("ROTOR_API_URL", "http://127.0.0.1:9")
+    settings = load_settings()
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-1"
+    assert str(settings.rotor_api_url) == "http://127.0.0.1:9/"
+    assert settings.database_url == "sqlite+aiosqlite:///./rotor-slack.db"
+    assert "xoxb-1" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: must be a bot token"),
+        ("ROTOR_WEBHOOK_SECRET", "whsec_***", "ROTOR_WEBHOOK_SECRET: must be a Standard Webhooks"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL: must start with"),
+        ("SLACK_API_URL", "not a url", "SLACK_API_URL: "),
+    ],
+)
+def test_bad_settings_name_the_variable(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_settings()
+    assert value not in str(error.value) or name == "DATABASE_URL"
+
+
+def test_missing_secret_is_named(monkeypatch):
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "ROTOR_API_KEY",
+        "ROTOR_WEBHOOK_SECRET",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET: required, not set"):
+        load_settings().require_serving()

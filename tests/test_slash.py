@@ -1,0 +1,116 @@
+"""The /approvals slash command: filters, paging, buttons, help, and a slow Rotor."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import CAROL, wait_until
+
+
+def listing(slack, user, count=1):
+    """The newest ephemeral list the user sees, once `count` have arrived."""
+    wait_until(lambda: len(slack.ephemerals_for(user)) >= count, what="the list")
+    return slack.ephemerals_for(user)[-1]
+
+
+def listed_ids(ephemeral) -> list[str]:
+    return [
+        b["block_id"].removeprefix("item-")
+        for b in ephemeral.blocks
+        if b["block_id"].startswith("item-")
+    ]
+
+
+def test_lists_pending_newest_first_with_buttons(service, slack, rotor):
+    older = rotor.create("ops", {"n": 1})
+    newer = rotor.create("payments", {"n": 2})
+    rotor.decide_outside(rotor.create("ops", {"n": 3})["id"], "approved")
+    response = slack.slash(CAROL, "C0OPS", "")
+    assert response.status_code == 200
+    shown = listing(slack, CAROL)
+    assert listed_ids(shown) == [newer["id"], older["id"]]
+    assert "Pending approvals" in shown.blocks[0]["text"]["text"]
+    decide_blocks = [b for b in shown.blocks if b["block_id"].startswith("decide-")]
+    assert len(decide_blocks) == 2
+
+
+def test_filters_by_status_and_queue(service, slack, rotor):
+    a = rotor.create("ops", {})
+    b = rotor.create("payments", {})
+    c = rotor.create("payments", {})
+    rotor.decide_outside(a["id"], "approved")
+    rotor.decide_outside(b["id"], "rejected", "no")
+    slack.slash(CAROL, "C0OPS", "approved")
+    assert listed_ids(listing(slack, CAROL, 1)) == [a["id"]]
+    slack.slash(CAROL, "C0OPS", "payments rejected")
+    shown = listing(slack, CAROL, 2)
+    assert listed_ids(shown) == [b["id"]]
+    assert not any(blk["block_id"].startswith("decide-") for blk in shown.blocks)
+    slack.slash(CAROL, "C0OPS", "pending payments")
+    assert listed_ids(listing(slack, CAROL, 3)) == [c["id"]]
+    slack.slash(CAROL, "C0OPS", "pending nowhere")
+    assert "Nothing here." in listing(slack, CAROL, 4).blocks[0]["text"]["text"]
+
+
+def test_more_walks_the_pages(service, slack, rotor):
+    created = [rotor.create("ops", {"i": i})["id"] for i in range(35)]
+    slack.slash(CAROL, "C0OPS", "")
+    first = listing(slack, CAROL)
+    seen = listed_ids(first)
+    assert len(seen) == 15
+    page = first
+    for expected_total in (30, 35):
+        slack.click(CAROL, page, "list_more")
+        shown_before = listed_ids(page)
+        page = wait_until(
+            lambda before=shown_before: (
+                (p := slack.ephemerals_for(CAROL)[-1]) and listed_ids(p) != before and p
+            ),
+            what="the next page",
+        )
+        seen = seen + listed_ids(page)
+        assert len(seen) == expected_total
+    assert seen == list(reversed(created))
+    assert not any(b["block_id"].startswith("list-more") for b in page.blocks)
+    assert len(slack.ephemerals_for(CAROL)) == 1  # each page replaced the last
+
+
+def test_buttons_in_the_list_decide(service, slack, rotor):
+    approval = rotor.enqueue("ops", {"from": "list"})
+    slack.slash(CAROL, "C0OPS", "")
+    shown = listing(slack, CAROL)
+    slack.click(CAROL, shown, "approve", value=approval["id"])
+    wait_until(lambda: rotor.status(approval["id"]) == "approved")
+    wait_until(lambda: any("Approved" in e.text for e in slack.ephemerals_for(CAROL)))
+
+
+def test_list_button_on_an_approval_never_seen_records_and_decides_it(service, slack, rotor):
+    missed = rotor.create("ops", {"webhook": "lost"})  # no webhook was ever delivered
+    slack.slash(CAROL, "C0OPS", "")
+    slack.click(CAROL, listing(slack, CAROL), "approve", value=missed["id"])
+    wait_until(lambda: rotor.status(missed["id"]) == "approved")
+    message = wait_until(lambda: slack.find(missed["id"]), what="the message of the approval")[0]
+    wait_until(lambda: "Approved" in slack.find(missed["id"])[0].text)
+    assert message.channel == "C0APPROVALS"
+
+
+def test_help_and_bad_input(service, slack, rotor):
+    slack.slash(CAROL, "C0OPS", "help")
+    assert "/approvals" in listing(slack, CAROL).text
+    slack.slash(CAROL, "C0OPS", "pending two queues")
+    assert "/approvals" in listing(slack, CAROL, 2).text
+
+
+def test_slow_rotor_is_acked_within_three_seconds(service, slack, rotor):
+    rotor.create("ops", {})
+    rotor.latency = 4
+    started = time.monotonic()
+    assert slack.slash(CAROL, "C0OPS", "").status_code == 200
+    assert time.monotonic() - started < 3
+    assert listed_ids(listing(slack, CAROL, 1)) != []
+
+
+def test_rotor_down_says_so(service, slack, rotor):
+    rotor.down_status = 503
+    slack.slash(CAROL, "C0OPS", "")
+    assert "Could not list approvals" in listing(slack, CAROL).text
