@@ -28,10 +28,27 @@ def _load() -> tuple[Settings, Policy]:
     return settings, policy
 
 
+async def _prepare_schema(settings: Settings, migrate: bool) -> None:
+    """Upgrade the schema, or insist that it is current."""
+    from app import schema
+    from app.store import Store
+
+    store = Store(settings.database_url)
+    try:
+        if migrate:
+            await schema.upgrade(store)
+        await schema.require_current(store)
+    except OSError as e:
+        raise ConfigError(f"DATABASE_URL: cannot reach the database: {e}") from None
+    finally:
+        await store.close()
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    migrate: Annotated[bool, typer.Option(help="Upgrade the database schema first.")] = False,
 ) -> None:
     """Run the service."""
     import uvicorn
@@ -39,12 +56,32 @@ def serve(
     from app import logs
     from app.main import create_app
 
+    logs.setup()
     try:
         settings, policy = _load()
+        asyncio.run(_prepare_schema(settings, migrate))
     except ConfigError as e:
         _fail(str(e))
-    logs.setup()
-    uvicorn.run(create_app(settings, policy), host=host, port=port, log_config=None)
+    uvicorn.run(
+        create_app(settings, policy),
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=3,  # then the workers get a few seconds to finish
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to this version's."""
+    from app import schema
+
+    try:
+        settings = load_settings()
+        asyncio.run(_prepare_schema(settings, migrate=True))
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(f"database schema is at revision {schema.head()}")
 
 
 @cli.command()
@@ -99,6 +136,28 @@ async def _reach(settings: Settings) -> list[str]:
     finally:
         await rotor.close()
     return problems
+
+
+@cli.command("retry-failed")
+def retry_failed() -> None:
+    """Put messages that Slack refused for good back in line (posts at their queue's channel)."""
+    from app.store import Store
+
+    try:
+        settings, policy = _load()
+    except ConfigError as e:
+        _fail(str(e))
+
+    async def retry() -> int:
+        await _prepare_schema(settings, migrate=False)
+        store = Store(settings.database_url)
+        try:
+            return await store.retry_failed(policy.channel_for)
+        finally:
+            await store.close()
+
+    count = asyncio.run(retry())
+    typer.echo(f"{count} failed task(s) queued again; a running service picks them up")
 
 
 @cli.command()

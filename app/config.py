@@ -57,6 +57,7 @@ class SlackPolicy(_Strict):
     default_channel: ChannelId | None = None
     # chat.postMessage allows about one message per second per channel.
     posts_per_second: float = Field(default=1.0, gt=0)
+    timeout: Duration = timedelta(seconds=10)  # one Web API call
 
 
 class ReminderPolicy(_Strict):

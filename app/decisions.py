@@ -7,8 +7,10 @@ recorded and shown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,6 +25,29 @@ from app.store import APPROVED, PENDING, Approval, Store
 log = logging.getLogger(__name__)
 
 CLAIM_HOLD = timedelta(seconds=60)  # longer than the Rotor client's timeout
+
+
+class InFlight:
+    """Counts work under way, so shutdown can wait for it."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,7 @@ class Decider:
     ) -> None:
         self.store, self.rotor, self.policy, self.approvers = store, rotor, policy, approvers
         self.intake, self._wake = intake, wake_outbox
+        self.in_flight = InFlight()
 
     async def may_decide(self, user: str, queue_name: str) -> bool:
         return await self.approvers.allowed(user, self.policy.approvers_for(queue_name))
@@ -58,6 +84,12 @@ class Decider:
 
     async def decide(
         self, approval_id: str, user: str, status: str, reason: str | None = None
+    ) -> Outcome:
+        with self.in_flight.track():
+            return await self._decide(approval_id, user, status, reason)
+
+    async def _decide(
+        self, approval_id: str, user: str, status: str, reason: str | None
     ) -> Outcome:
         extra = {"approval_id": approval_id, "user": user}
         verb = "approve" if status == APPROVED else "reject"

@@ -23,13 +23,15 @@ from app.intake import Intake
 from app.rotor import RotorClient
 from app.slack.approvers import ApproverCheck
 from app.slack.listeners import build_bolt_app
-from app.store import Store
+from app.store import Store, utcnow
 from app.webhooks import MAX_BODY, webhook_endpoint
 from app.workers.outbox import Outbox
 from app.workers.reminders import Reminders
 from app.workers.sync import Sync
 
 log = logging.getLogger(__name__)
+
+STOP_SECONDS = 4.0
 
 
 class BodyLimit:
@@ -79,6 +81,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     slack = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
+        timeout=policy.slack.timeout.total_seconds(),
         retry_handlers=[],
     )
     outbox = Outbox(store, slack, policy)
@@ -93,18 +96,24 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app) -> AsyncIterator[None]:
-        await store.create_schema()
         for name, worker in workers.items():
             running[name] = asyncio.create_task(worker.run(), name=name)
         log.info("rotor-slack started")
         try:
             yield
         finally:
+            # Shutdown: decisions under way finish (Rotor may have decided already), then
+            # the outbox finishes its calls in flight; what is left waits in the database.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_SECONDS):
+                    await decider.in_flight.wait_idle()
+            await outbox.stop()
             for task in running.values():
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
             await rotor.close()
             await store.close()
+            log.info("rotor-slack stopped")
 
     async def slack_events(request: Request) -> Response:
         return await slack_handler.handle(request)
@@ -128,7 +137,10 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
 
     async def metrics_endpoint(_request: Request) -> Response:
         with contextlib.suppress(Exception):
-            metrics.OUTBOX_DEPTH.set(await store.outbox_depth())
+            waiting, failed, oldest = await store.outbox_stats()
+            metrics.OUTBOX_DEPTH.set(waiting)
+            metrics.OUTBOX_FAILED.set(failed)
+            metrics.OUTBOX_OLDEST.set((utcnow() - oldest).total_seconds() if oldest else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(

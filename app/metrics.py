@@ -8,3 +8,8 @@ DECISIONS = Counter("rotor_slack_decisions", "Decisions from Slack by outcome", 
 SLACK_ERRORS = Counter("rotor_slack_slack_errors", "Slack API errors by error", ["error"])
 ROTOR_ERRORS = Counter("rotor_slack_rotor_errors", "Rotor API errors by kind", ["kind"])
 OUTBOX_DEPTH = Gauge("rotor_slack_outbox_depth", "Tasks waiting in the outbox")
+OUTBOX_OLDEST = Gauge("rotor_slack_outbox_oldest_seconds", "Age of the oldest waiting task")
+OUTBOX_FAILED = Gauge(
+    "rotor_slack_outbox_failed", "Tasks kept as failed (rotor-slack retry-failed)"
+)
+OUTBOX_FAILURES = Counter("rotor_slack_outbox_failures", "Tasks that failed for good")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.retry import backoff
 
 APPROVAL_ID_PATTERN = r"^apv_[0-9a-f]{32}$"
 
@@ -49,7 +52,12 @@ class RotorNotFound(RotorError):
 
 
 class RotorClient:
-    def __init__(self, base_url: str, api_key: str, timeout: float = 10.0) -> None:
+    """Transient faults (connection errors, timeouts, 429, 5xx) are retried with backoff."""
+
+    def __init__(
+        self, base_url: str, api_key: str, timeout: float = 10.0, retries: int = 2
+    ) -> None:
+        self._retries = retries
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "rotor-slack"},
@@ -75,17 +83,38 @@ class RotorClient:
     async def get_approval(self, approval_id: str) -> RotorApproval:
         return _parse(RotorApproval, await self._call("GET", f"/v1/approvals/{approval_id}"))
 
-    async def approve(self, approval_id: str) -> RotorApproval | None:
-        body = await self._call("POST", f"/v1/approvals/{approval_id}/approve")
-        return _parse(RotorApproval, body) if body else None
+    async def approve(self, approval_id: str) -> None:
+        await self._decide(approval_id, "approve", "approved", None)
 
-    async def reject(self, approval_id: str, reason: str) -> RotorApproval | None:
-        body = await self._call(
-            "POST", f"/v1/approvals/{approval_id}/reject", json={"reason": reason}
-        )
-        return _parse(RotorApproval, body) if body else None
+    async def reject(self, approval_id: str, reason: str) -> None:
+        await self._decide(approval_id, "reject", "rejected", {"reason": reason})
+
+    async def _decide(self, approval_id: str, verb: str, status: str, body: Any) -> None:
+        path = f"/v1/approvals/{approval_id}/{verb}"
+        for attempt in range(self._retries + 1):
+            try:
+                await self._once("POST", path, json=body)
+                return
+            except RotorConflict:
+                # After a retry, a 409 may be our own first try having gone through.
+                if attempt and (await self.get_approval(approval_id)).status == status:
+                    return
+                raise
+            except RotorUnavailable:
+                if attempt == self._retries:
+                    raise
+                await asyncio.sleep(backoff(attempt + 1, base=0.25, cap=2.0))
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._once(method, path, **kwargs)
+            except RotorUnavailable:
+                if attempt == self._retries:
+                    raise
+                await asyncio.sleep(backoff(attempt + 1, base=0.25, cap=2.0))
+
+    async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:

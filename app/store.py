@@ -7,7 +7,7 @@ conditional updates, so concurrent clicks, workers and replicas never do the sam
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,7 @@ class Approval(SQLModel, table=True):
     payload: Any = Field(default=None, sa_column=Column(JSON))
     workspace_id: str | None = None
     created_at: datetime
-    status: str = Field(default=PENDING)
+    status: str = Field(default=PENDING, index=True)
     # The Slack message, once posted.
     channel: str | None = None
     ts: str | None = None
@@ -61,6 +61,7 @@ class OutboxTask(SQLModel, table=True):
     kind: str
     # Tasks in one lane run one at a time, in id order (posts to one channel keep their order).
     lane: str
+    created_at: datetime = Field(default_factory=utcnow)
     not_before: datetime = Field(default_factory=utcnow, index=True)
     attempts: int = 0
     locked_until: datetime | None = None
@@ -74,10 +75,6 @@ class Store:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
-
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -256,6 +253,26 @@ class Store:
                 .values(not_before=not_before, locked_until=None, last_error=error)
             )
 
+    async def reroute(self, task_id: int, lane: str, error: str) -> None:
+        async with self.session() as s:
+            await s.exec(
+                update(OutboxTask)
+                .where(OutboxTask.id == task_id)
+                .values(lane=lane, not_before=utcnow(), locked_until=None, last_error=error)
+            )
+
+    async def retry_failed(self, channel_for: Callable[[str], str]) -> int:
+        """Put every failed task back in line (posts at their queue's channel); how many."""
+        async with self.session() as s:
+            failed = (await s.exec(select(OutboxTask).where(OutboxTask.failed.is_(True)))).all()
+            for task in failed:
+                task.failed, task.attempts, task.not_before = False, 0, utcnow()
+                task.locked_until = None
+                if task.kind == POST:
+                    approval = await s.get(Approval, task.approval_id)
+                    task.lane = channel_for(approval.queue_name)
+            return len(failed)
+
     async def fail(self, task_id: int, error: str) -> None:
         async with self.session() as s:
             await s.exec(
@@ -264,9 +281,18 @@ class Store:
                 .values(failed=True, locked_until=None, last_error=error)
             )
 
-    async def outbox_depth(self) -> int:
+    async def outbox_stats(self) -> tuple[int, int, datetime | None]:
+        """(tasks waiting, tasks failed, creation time of the oldest waiting task)."""
         async with self.session() as s:
-            return (await s.exec(select(func.count()).select_from(OutboxTask))).one()
+            waiting, oldest = (
+                await s.exec(
+                    select(func.count(), func.min(OutboxTask.created_at)).where(
+                        OutboxTask.failed.is_(False)
+                    )
+                )
+            ).one()
+            failed = (await s.exec(select(func.count()).where(OutboxTask.failed.is_(True)))).one()
+            return waiting, failed, oldest
 
 
 def _create_engine(url: str) -> AsyncEngine:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import httpx
 import pytest
 
 from app.sandbox.rotor import FakeRotor
-from app.sandbox.run import ThreadServer, new_secrets
+from app.sandbox.run import new_secrets
 from app.sandbox.slack import FakeSlack
+from app.sandbox.stack import ServiceProcess, ThreadServer, service_env
 
 CHANNELS = ["C0APPROVALS", "C0FINANCE", "C0ESCALATE", "C0OPS"]
 CAROL, DAVE, MALLORY = "U0CAROL", "U0DAVE", "U0MALLORY"  # Dave approves via the S0FINANCE group
@@ -51,12 +47,6 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -109,79 +99,30 @@ def database_url(request, tmp_path) -> str:
     return PG_URL
 
 
-class Service:
-    """A running `rotor-slack serve` process."""
-
-    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
-        self.url, self.process, self.log = url, process, log
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=10, trust_env=False)
-
-    def post(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.post(self.url + path, timeout=10, trust_env=False, **kwargs)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-def service_env(keys, slack, rotor, database_url: str, policy_file: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(keys)
-    env.update(
-        SLACK_API_URL=f"{slack.base_url}/api/",
-        ROTOR_API_URL=rotor.base_url,
-        DATABASE_URL=database_url,
-        ROTOR_SLACK_CONFIG=str(policy_file),
-    )
-    return env
-
-
 @pytest.fixture
 def start_service(tmp_path, keys, slack, rotor, database_url):
-    started: list[Service] = []
+    """Start `rotor-slack serve` on the stand-ins; every start shares the test's database."""
+    started: list[ServiceProcess] = []
 
-    def start(policy: str = POLICY, **env_overrides: str) -> Service:
+    def start(policy: str = POLICY, **env_overrides: str) -> ServiceProcess:
         n = len(started)
         policy_file = tmp_path / f"policy-{n}.toml"
         policy_file.write_text(policy)
         env = service_env(keys, slack, rotor, database_url, policy_file) | env_overrides
-        port = free_port()
-        log = tmp_path / f"service-{n}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        service = Service(f"http://127.0.0.1:{port}", process, log)
+        service = ServiceProcess(env, tmp_path, name=f"service-{n}")
         started.append(service)
-
-        def ready():
-            if process.poll() is not None:
-                raise AssertionError(f"service exited:\n{service.output()}")
-            try:
-                return service.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, 20, "the service to be ready")
+        service.wait_ready()
         slack.app_url = f"{service.url}/slack/events"
         rotor.webhook_url = f"{service.url}/rotor/webhook"
         return service
 
     yield start
     for service in started:
-        service.process.terminate()
-        try:
-            service.process.wait(10)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
+        service.stop()
 
 
 @pytest.fixture
-def service(start_service) -> Service:
+def service(start_service) -> ServiceProcess:
     return start_service()
 
 
@@ -194,3 +135,15 @@ def preview_text(message) -> str:
     """The payload preview of an approval message (a rich-text preformatted block)."""
     block = next(b for b in message.blocks if b.get("block_id") == "preview")
     return block["elements"][0]["elements"][0]["text"]
+
+
+@pytest.fixture
+def service_env_for(keys, slack, rotor, database_url):
+    """The environment of a service on the stand-ins, with the policy file in `workdir`."""
+
+    def env_for(workdir, policy: str = POLICY) -> dict[str, str]:
+        policy_file = workdir / "policy.toml"
+        policy_file.write_text(policy)
+        return service_env(keys, slack, rotor, database_url, policy_file)
+
+    return env_for

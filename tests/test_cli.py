@@ -8,7 +8,8 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import POLICY, service_env
+from app.sandbox.stack import service_env
+from tests.conftest import POLICY
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:

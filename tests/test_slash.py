@@ -60,8 +60,8 @@ def test_more_walks_the_pages(service, slack, rotor):
     assert len(seen) == 15
     page = first
     for expected_total in (30, 35):
-        slack.click(CAROL, page, "list_more")
         shown_before = listed_ids(page)
+        slack.click(CAROL, page, "list_more")
         page = wait_until(
             lambda before=shown_before: (
                 (p := slack.ephemerals_for(CAROL)[-1]) and listed_ids(p) != before and p

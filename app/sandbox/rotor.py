@@ -50,6 +50,7 @@ class FakeRotor:
         self.decisions: list[tuple[str, str]] = []  # (approval id, status) per decision made
         self.latency = 0.0  # seconds added to every API answer
         self.down_status: int | None = None  # answer everything with this status
+        self.fail_next = 0  # answer this many of the next calls with 503
         self._lock = threading.RLock()
         base = "/v1/approvals"
         self.app = Starlette(
@@ -88,14 +89,16 @@ class FakeRotor:
         }
         return json.dumps({"event": "approval.pending", "data": data})
 
-    def deliver(self, approval_id: str) -> httpx.Response:
+    def deliver(self, approval_id: str, url: str | None = None) -> httpx.Response:
         """Send (or send again) the approval's signed `approval.pending` webhook."""
-        return self.send_webhook(self.event_body(approval_id))
+        return self.send_webhook(self.event_body(approval_id), url=url)
 
-    def send_webhook(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    def send_webhook(
+        self, body: str, headers: dict[str, str] | None = None, url: str | None = None
+    ) -> httpx.Response:
         headers = headers or sign_webhook(self.webhook_secret, body)
         with httpx.Client(trust_env=False, timeout=10) as http:
-            return http.post(self.webhook_url, content=body, headers=headers)
+            return http.post(url or self.webhook_url, content=body, headers=headers)
 
     def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> dict[str, Any]:
         """A job lands on an approval queue: Rotor records the approval and sends the webhook."""
@@ -117,8 +120,11 @@ class FakeRotor:
     async def _guard(self, request: Request) -> Response | None:
         if self.latency:
             await asyncio.sleep(self.latency)
-        if self.down_status:
-            return JSONResponse({"error": "unavailable"}, self.down_status)
+        with self._lock:
+            failing = self.fail_next > 0
+            self.fail_next -= failing
+        if self.down_status or failing:
+            return JSONResponse({"error": "unavailable"}, self.down_status or 503)
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return JSONResponse({"error": "invalid API key"}, 401)
         return None

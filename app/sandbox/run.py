@@ -6,16 +6,13 @@ import asyncio
 import base64
 import os
 import secrets
-import socket
 import tempfile
-import threading
 from pathlib import Path
-
-import uvicorn
 
 from app.config import Policy, load_policy, load_settings
 from app.sandbox.rotor import FakeRotor
 from app.sandbox.slack import FakeSlack
+from app.sandbox.stack import address, bind, uvicorn_server
 
 SAMPLE_POLICY = Policy.model_validate(
     {
@@ -41,44 +38,10 @@ def channels_of(policy: Policy) -> list[str]:
     return sorted(c for c in found if c)
 
 
-def _server(app, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    return uvicorn.Server(config)
-
-
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
-    return sock
-
-
-def _address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{host}:{port}"
-
-
-class ThreadServer:
-    """A uvicorn server in a thread of its own, for tests: `.url` once started."""
-
-    def __init__(self, app, port: int = 0) -> None:
-        sock = _bind(port)
-        self.url = _address(sock)  # connections wait in the listen backlog until it serves
-        self.server = _server(app, port)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
-
-
 def run_sandbox(port: int) -> None:
-    from app import logs
+    from app import logs, schema
     from app.main import create_app
+    from app.store import Store
 
     keys = new_secrets()
     policy_path = load_settings().policy_path()
@@ -88,9 +51,9 @@ def run_sandbox(port: int) -> None:
     database = Path(tempfile.mkdtemp(prefix="rotor-slack-sandbox-")) / "sandbox.db"
 
     async def main() -> None:
-        slack_socket, rotor_socket = _bind(0), _bind(0)
-        slack.base_url, rotor_url = _address(slack_socket), _address(rotor_socket)
-        slack_server, rotor_server = _server(slack.app, 0), _server(rotor.app, 0)
+        slack_socket, rotor_socket = bind(0), bind(0)
+        slack.base_url, rotor_url = address(slack_socket), address(rotor_socket)
+        slack_server, rotor_server = uvicorn_server(slack.app, 0), uvicorn_server(rotor.app, 0)
         others = [
             asyncio.create_task(slack_server.serve(sockets=[slack_socket])),
             asyncio.create_task(rotor_server.serve(sockets=[rotor_socket])),
@@ -104,7 +67,10 @@ def run_sandbox(port: int) -> None:
             rotor_webhook_secret=keys["ROTOR_WEBHOOK_SECRET"],
             database_url=os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{database}"),
         )
-        service = _server(create_app(settings, policy), port)
+        store = Store(settings.database_url)
+        await schema.upgrade(store)
+        await store.close()
+        service = uvicorn_server(create_app(settings, policy), port)
         slack.app_url = f"http://127.0.0.1:{port}/slack/events"
         rotor.webhook_url = f"http://127.0.0.1:{port}/rotor/webhook"
         print(f"rotor-slack sandbox: service on http://127.0.0.1:{port}")

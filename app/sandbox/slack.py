@@ -8,11 +8,13 @@ Slack would when a person clicks, submits a modal or runs a slash command.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import math
+import random
 import secrets
 import threading
 import time
@@ -77,13 +79,30 @@ class ResponseUrl:
 
 @dataclass
 class Fault:
-    """Answer `count` calls of `method` with `status` / `error` instead of doing them."""
+    """Answer calls of `method` ("*" for all) with `status` / `error` instead of doing them.
+
+    `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
+    `delay` answers that late (a timeout for the client); `after_effect` does the call first,
+    so the caller cannot know it happened.
+    """
 
     method: str
-    count: int
+    count: int | None = 1
+    share: float = 1.0
     status: int = 500
     error: str = "internal_error"
     retry_after: int | None = None
+    delay: float = 0.0
+    after_effect: bool = False
+    channel: str | None = None
+
+    def hits(self, method: str, args: dict) -> bool:
+        return (
+            self.method in (method, "*")
+            and (self.count is None or self.count > 0)
+            and (self.channel is None or args.get("channel") == self.channel)
+            and random.random() < self.share
+        )
 
 
 @dataclass
@@ -149,7 +168,7 @@ class FakeSlack:
         signing_secret: str,
         channels: list[str],
         posts_per_second: float = 1.0,
-        burst: int = 1,
+        burst: int = 2,
     ) -> None:
         self.token, self.signing_secret = token, signing_secret
         self.channels = set(channels)
@@ -207,9 +226,14 @@ class FakeSlack:
         with self._lock:
             return sum(1 for name, _ in self.calls if name == method)
 
-    def fail(self, fault: Fault) -> None:
+    def fail(self, fault: Fault) -> Fault:
         with self._lock:
             self.faults.append(fault)
+        return fault
+
+    def heal(self) -> None:
+        with self._lock:
+            self.faults.clear()
 
     # --- the Web API ------------------------------------------------------------------------
 
@@ -230,18 +254,21 @@ class FakeSlack:
                 raise SlackError("unknown_method", status=404)
             with self._lock:
                 self.calls.append((method, args))
-                self._inject_fault(method)
+                fault = next((f for f in self.faults if f.hits(method, args)), None)
+                if fault is not None and fault.count is not None:
+                    fault.count -= 1
+            if fault is not None:
+                if fault.after_effect:
+                    with self._lock:
+                        handler(args)
+                await asyncio.sleep(fault.delay)
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                raise SlackError(fault.error, fault.status, headers)
+            with self._lock:
                 result = handler(args)
         except SlackError as e:
             return JSONResponse({"ok": False, "error": e.error}, e.status, headers=e.headers)
         return JSONResponse({"ok": True, **result})
-
-    def _inject_fault(self, method: str) -> None:
-        for fault in self.faults:
-            if fault.method == method and fault.count > 0:
-                fault.count -= 1
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                raise SlackError(fault.error, fault.status, headers)
 
     def _channel(self, args: dict) -> str:
         channel = args.get("channel")

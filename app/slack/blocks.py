@@ -149,8 +149,11 @@ def outcome_line(approval: Approval) -> str:
     return line
 
 
-def approval_message(approval: Approval) -> Message:
-    """The channel message for an approval, pending (with buttons) or decided."""
+def approval_message(approval: Approval, meant_for: str | None = None) -> Message:
+    """The channel message for an approval, pending (with buttons) or decided.
+
+    `meant_for` names the queue's own channel when the message had to go elsewhere.
+    """
     queue, job = escape(clip(approval.queue_name, 200)), escape(clip(approval.job_id, 200))
     text, cut = preview(approval.payload)
     blocks: list[Block] = [
@@ -169,6 +172,9 @@ def approval_message(approval: Approval) -> Message:
         ),
         _code_block(text, "preview"),
     ]
+    if meant_for:
+        note = f":warning: Posted here because the bot could not post in <#{meant_for}>."
+        blocks.append(ContextBlock(block_id="misrouted", elements=[mrkdwn(note)]))
     buttons: list[ButtonElement] = []
     if cut:
         buttons.append(

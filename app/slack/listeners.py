@@ -11,6 +11,7 @@ import logging
 import re
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -32,6 +33,15 @@ async def tell(response_url: str | None, text: str) -> None:
         await AsyncWebhookClient(response_url).send(
             text=text, response_type="ephemeral", replace_original=False
         )
+
+
+async def open_modal(client: AsyncWebClient, body: dict, view) -> None:
+    try:
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+    except SlackApiError as e:
+        # Most often an expired trigger_id (3 s): the person can simply click again.
+        log.warning("views.open failed: %s", e.response.get("error"))
+        await tell(body.get("response_url"), "Could not open the form; please click again.")
 
 
 def build_bolt_app(
@@ -71,9 +81,7 @@ def build_bolt_app(
             )
             return
         metadata = json.dumps({"id": approval_id, "response_url": body.get("response_url")})
-        await client.views_open(
-            trigger_id=body["trigger_id"], view=blocks.reject_modal(approval, metadata)
-        )
+        await open_modal(client, body, blocks.reject_modal(approval, metadata))
 
     @app.view(blocks.REJECT_CALLBACK)
     async def reject_submitted(ack, body, view):
@@ -101,7 +109,7 @@ def build_bolt_app(
         if approval is None:
             await tell(body.get("response_url"), "This approval is not stored here.")
             return
-        await client.views_open(trigger_id=body["trigger_id"], view=blocks.payload_modal(approval))
+        await open_modal(client, body, blocks.payload_modal(approval))
 
     @app.command("/approvals")
     async def approvals_command(ack, command, respond):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from contextlib import suppress
 from datetime import timedelta
@@ -20,14 +19,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app import metrics
 from app.config import Policy
+from app.retry import backoff
 from app.slack import blocks
 from app.store import ESCALATE, POST, REMIND, UPDATE, Approval, OutboxTask, Store, utcnow
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=30)
 POLL_SECONDS = 0.5
-BACKOFF_CAP = 300.0
+STOP_SECONDS = 4.0  # on shutdown, how long in-flight calls may take to finish
 METADATA_EVENT = "rotor_approval"
 # Slack refused these calls, so they certainly did nothing; after any other failure
 # (timeout, dropped connection, 5xx) the message may have been posted all the same.
@@ -47,17 +46,15 @@ class Permanent(Exception):
     pass
 
 
-def backoff(attempts: int) -> float:
-    """Jittered exponential backoff: about 1, 2, 4 … seconds, capped."""
-    return min(BACKOFF_CAP, 2.0 ** max(0, attempts - 1)) * random.uniform(0.5, 1.0)
-
-
 class Outbox:
     def __init__(self, store: Store, slack: AsyncWebClient, policy: Policy) -> None:
         self.store, self.slack, self.policy = store, slack, policy
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task] = {}
         self._next_post: dict[str, float] = {}  # channel -> monotonic time of its next post
+        self._stopping = False
+        # A claimed task is someone else's to retry once its lease runs out: longer than a call.
+        self.lease = timedelta(seconds=policy.slack.timeout.total_seconds() + 5)
         self.heartbeat = time.monotonic()
         self.period = POLL_SECONDS
 
@@ -65,25 +62,32 @@ class Outbox:
         self._wake.set()
 
     async def run(self) -> None:
-        try:
-            while True:
-                self.heartbeat = time.monotonic()
-                self._wake.clear()
-                try:
-                    for lane in await self.store.due_lanes(utcnow()):
-                        if lane not in self._lanes:
-                            self._lanes[lane] = asyncio.create_task(self._drain(lane))
-                except Exception:
-                    log.exception("outbox: could not read due work")
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-        finally:
-            for task in self._lanes.values():
-                task.cancel()
+        while not self._stopping:
+            self.heartbeat = time.monotonic()
+            self._wake.clear()
+            try:
+                for lane in await self.store.due_lanes(utcnow()):
+                    if lane not in self._lanes:
+                        self._lanes[lane] = asyncio.create_task(self._drain(lane))
+            except Exception:
+                log.exception("outbox: could not read due work")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def stop(self) -> None:
+        """Take no new task; give the ones in flight a few seconds to finish."""
+        self._stopping = True
+        self.wake()
+        lanes = list(self._lanes.values())
+        if lanes:
+            _done, late = await asyncio.wait(lanes, timeout=STOP_SECONDS)
+            for task in late:
+                task.cancel()  # its lease runs out and another worker takes it over
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _drain(self, lane: str) -> None:
         try:
-            while task := await self.store.claim_next(lane, LEASE):
+            while not self._stopping and (task := await self.store.claim_next(lane, self.lease)):
                 await self._run(task)
         except Exception:
             log.exception("outbox: lane %s stopped", lane)
@@ -107,7 +111,14 @@ class Outbox:
             await self.store.retry_later(task.id, utcnow() + timedelta(seconds=delay), e.reason)
             return
         except Permanent as e:
-            log.error("outbox: %s failed for good: %s", task.kind, e, extra=extra)
+            fallback = self.policy.slack.default_channel
+            if task.kind == POST and task.lane != fallback:
+                log.error("outbox: post refused, trying %s: %s", fallback, e, extra=extra)
+                await self.store.reroute(task.id, fallback, str(e))
+                self.wake()
+                return
+            log.error("outbox: %s failed, kept as failed: %s", task.kind, e, extra=extra)
+            metrics.OUTBOX_FAILURES.inc()
             await self.store.fail(task.id, str(e))
             return
         await self.store.finish(task.id)
@@ -126,7 +137,7 @@ class Outbox:
             if found:
                 await self._posted(approval, channel, found)
                 return
-        message = blocks.approval_message(approval)
+        message = self._render(approval, channel)
         response = await self._call(
             channel,
             self.slack.chat_postMessage,
@@ -138,6 +149,10 @@ class Outbox:
             unfurl_media=False,
         )
         await self._posted(approval, response["channel"], response["ts"])
+
+    def _render(self, approval: Approval, channel: str) -> blocks.Message:
+        routed = self.policy.channel_for(approval.queue_name)
+        return blocks.approval_message(approval, meant_for=routed if channel != routed else None)
 
     async def _posted(self, approval: Approval, channel: str, ts: str) -> None:
         first = max(approval.created_at + self.policy.reminders.after, utcnow())
@@ -165,7 +180,7 @@ class Outbox:
         if approval.ts is None:
             # Not posted yet: the post shows the current state, or this runs again after it.
             raise Retry("waiting for the post", 1.0)
-        message = blocks.approval_message(approval)
+        message = self._render(approval, approval.channel)
         await self._call(
             None,
             self.slack.chat_update,

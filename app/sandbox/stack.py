@@ -1,0 +1,122 @@
+"""The whole stack on loopback for tests and benchmarks: stand-ins in threads, the service as a
+real `rotor-slack serve` process wired to them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from app.sandbox.rotor import FakeRotor
+from app.sandbox.slack import FakeSlack
+
+
+def uvicorn_server(app, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    return uvicorn.Server(config)
+
+
+def bind(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
+
+
+def address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+class ThreadServer:
+    """A uvicorn server in a thread of its own, for tests: `.url` once started."""
+
+    def __init__(self, app, port: int = 0) -> None:
+        sock = bind(port)
+        self.url = address(sock)  # connections wait in the listen backlog until it serves
+        self.server = uvicorn_server(app, port)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(
+    keys: dict[str, str], slack: FakeSlack, rotor: FakeRotor, database_url: str, policy: Path
+) -> dict[str, str]:
+    # slack_sdk honours HTTP(S)_PROXY but not NO_PROXY: loopback calls must not use a proxy.
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env.update(keys)
+    env.update(
+        SLACK_API_URL=f"{slack.base_url}/api/",
+        ROTOR_API_URL=rotor.base_url,
+        DATABASE_URL=database_url,
+        ROTOR_SLACK_CONFIG=str(policy),
+    )
+    return env
+
+
+class ServiceProcess:
+    """A running `rotor-slack serve`, its output in a log file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str = "service") -> None:
+        self.env, self.port = env, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"{name}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--migrate", "--port", str(self.port)],
+            env=env,
+            cwd=workdir,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> ServiceProcess:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited:\n{self.output()}")
+            try:
+                if self.get("/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service was not ready in {timeout}s:\n{self.output()}")
+            time.sleep(0.05)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=10, trust_env=False)
+
+    def post(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.post(self.url + path, timeout=10, trust_env=False, **kwargs)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

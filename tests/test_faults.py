@@ -1,0 +1,204 @@
+"""Nothing lost, nothing doubled: the real service under injected faults, crashes and SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from app.sandbox.slack import Fault
+from tests.conftest import CAROL, posted, wait_until
+
+# Short Slack timeout, so leases of crashed workers run out in seconds.
+POLICY = """
+[slack]
+default_channel = "C0APPROVALS"
+posts_per_second = {rate}
+timeout = "2s"
+
+[reminders]
+check_every = "1s"
+
+[sync]
+every = "1h"
+
+[[queues]]
+name = "payments"
+channel = "C0FINANCE"
+
+[[queues]]
+name = "ops"
+channel = "C0OPS"
+"""
+QUEUES = ["payments", "ops", "general"]  # C0FINANCE, C0OPS, C0APPROVALS
+
+
+def policy(rate: float = 50) -> str:
+    return POLICY.format(rate=rate)
+
+
+def assert_each_posted_once(slack, approval_ids, timeout=60.0):
+    wait_until(lambda: all(slack.find(a) for a in approval_ids), timeout, "every approval posted")
+    time.sleep(0.5)
+    counts = {a: len(slack.find(a)) for a in approval_ids}
+    assert set(counts.values()) == {1}, {a: n for a, n in counts.items() if n != 1}
+
+
+def assert_in_arrival_order(slack, approval_ids):
+    """Per channel, messages appear in the order the approvals arrived."""
+    channel_of = {a: slack.find(a)[0].channel for a in approval_ids}
+    for channel in set(channel_of.values()):
+        wanted = [a for a in approval_ids if channel_of[a] == channel]
+        got = [
+            m.metadata["event_payload"]["approval_id"]
+            for m in slack.channel_messages(channel)
+            if m.metadata and m.metadata["event_payload"]["approval_id"] in channel_of
+        ]
+        assert got == wanted, channel
+
+
+def test_kill_9_mid_burst_then_restart(start_service, slack, rotor):
+    slack.posts_per_second = 20
+    first = start_service(policy(rate=20))
+    ids = [rotor.enqueue(QUEUES[i % 3], {"i": i})["id"] for i in range(90)]
+    wait_until(lambda: slack.count("chat.postMessage") >= 15, 20, "posting to begin")
+    first.process.kill()  # SIGKILL: no shutdown of any kind
+    first.process.wait()
+    assert sum(1 for a in ids if slack.find(a)) < len(ids)
+    start_service(policy(rate=20))
+    assert_each_posted_once(slack, ids)
+    assert_in_arrival_order(slack, ids)
+
+
+def test_crash_after_slack_answered_before_the_write(start_service, slack, rotor):
+    first = start_service(policy())
+    # Slack posts the message but the answer never comes back before the crash.
+    slack.fail(Fault("chat.postMessage", after_effect=True, delay=30))
+    approval = rotor.enqueue("ops", {"n": 1})
+    wait_until(lambda: slack.find(approval["id"]), 10, "the message to exist in Slack")
+    first.process.kill()
+    first.process.wait()
+    slack.heal()
+    start_service(policy())
+    # The restarted service finds the message by its metadata instead of posting again…
+    wait_until(lambda: slack.count("conversations.history") >= 1, 20, "the lookup")
+    # …and knows its ts: a click updates that very message.
+    message = slack.find(approval["id"])[0]
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: slack.find(approval["id"])[0].edited, 10, "the message update")
+    assert len(slack.find(approval["id"])) == 1
+
+
+def test_flaky_slack_posts_everything_once(start_service, slack, rotor):
+    start_service(policy())
+    slack.fail(Fault("chat.postMessage", count=None, share=0.15, status=500, after_effect=True))
+    slack.fail(Fault("chat.postMessage", count=None, share=0.15, status=503))
+    slack.fail(
+        Fault(
+            "chat.postMessage",
+            count=None,
+            share=0.1,
+            status=429,
+            error="ratelimited",
+            retry_after=1,
+        )
+    )
+    slack.fail(Fault("chat.postMessage", count=None, share=0.05, delay=3, after_effect=True))
+    ids = [rotor.enqueue(QUEUES[i % 3], {"i": i})["id"] for i in range(24)]
+    assert_each_posted_once(slack, ids, timeout=90)
+    assert_in_arrival_order(slack, ids)
+
+
+def test_429_storm_on_one_channel_leaves_the_others_flowing(service, slack, rotor):
+    storm = slack.fail(
+        Fault(
+            "chat.postMessage",
+            count=None,
+            status=429,
+            error="ratelimited",
+            retry_after=1,
+            channel="C0FINANCE",
+        )
+    )
+    finance = [rotor.enqueue("payments", {"i": i})["id"] for i in range(5)]
+    others = [rotor.enqueue("ops", {"i": i})["id"] for i in range(5)]
+    assert_each_posted_once(slack, others, timeout=5)
+    assert not any(slack.find(a) for a in finance)
+    slack.faults.remove(storm)
+    assert_each_posted_once(slack, finance, timeout=15)
+    assert_in_arrival_order(slack, finance)
+
+
+def test_rotor_5xx_during_a_click_is_retried(service, slack, rotor):
+    approval = rotor.enqueue("ops", {})
+    message = posted(slack, approval["id"])
+    rotor.fail_next = 2  # the client retries twice
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: rotor.status(approval["id"]) == "approved")
+    wait_until(lambda: slack.find(approval["id"])[0].edited)
+    assert rotor.decisions == [(approval["id"], "approved")]
+
+
+def test_slack_down_during_the_update_catches_up_later(service, slack, rotor):
+    approval = rotor.enqueue("ops", {})
+    message = posted(slack, approval["id"])
+    slack.fail(Fault("chat.update", count=None, status=503))
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: rotor.status(approval["id"]) == "approved")
+    wait_until(lambda: slack.count("chat.update") >= 2, 10, "update retries")
+    assert not slack.find(approval["id"])[0].edited
+    slack.heal()
+    updated = wait_until(lambda: (m := slack.find(approval["id"])[0]).edited and m, 20)
+    assert updated.text.startswith("Approved")
+    assert rotor.decisions == [(approval["id"], "approved")]
+
+
+def test_refused_channel_falls_back_to_the_default_with_a_note(
+    start_service, slack, rotor, tmp_path
+):
+    service = start_service(policy())
+    slack.absent_from = {"C0FINANCE"}
+    approval = rotor.enqueue("payments", {})
+    message = posted(slack, approval["id"])
+    assert message.channel == "C0APPROVALS"
+    note = next(b for b in message.blocks if b["block_id"] == "misrouted")
+    assert "<#C0FINANCE>" in note["elements"][0]["text"]
+
+    # Both refused: kept as failed, counted, and retried by `rotor-slack retry-failed`.
+    slack.absent_from = {"C0FINANCE", "C0APPROVALS"}
+    stuck = rotor.enqueue("payments", {"n": 2})
+    wait_until(
+        lambda: "rotor_slack_outbox_failed 1.0" in service.get("/metrics").text, 15, "a failure"
+    )
+    assert "approval_id=" + stuck["id"] in service.output()
+    slack.absent_from = set()
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "retry-failed"],
+        env=service.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0 and "1 failed task(s) queued again" in result.stdout
+    assert posted(slack, stuck["id"]).channel == "C0FINANCE"
+
+
+def test_sigterm_finishes_work_in_flight(start_service, slack, rotor):
+    first = start_service(policy())
+    approval = rotor.enqueue("ops", {})
+    message = posted(slack, approval["id"])
+    rotor.latency = 1.5
+    slack.click(CAROL, message, "approve")
+    time.sleep(0.3)  # the decision is now waiting on Rotor
+    started = time.monotonic()
+    first.process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises SIGTERM once it has shut down cleanly.
+    assert first.process.wait(15) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 10
+    assert "rotor-slack stopped" in first.output()
+    assert rotor.status(approval["id"]) == "approved"
+    rotor.latency = 0
+    start_service(policy())
+    updated = wait_until(lambda: (m := slack.find(approval["id"])[0]).edited and m, 15)
+    assert f"by <@{CAROL}>" in str(updated.blocks)  # recorded as Carol's, not "outside Slack"

@@ -1,0 +1,72 @@
+"""Alembic migrations: upgrade from empty, agreement with the models, and start-up checks."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from app import schema
+from app.store import Store
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _diff(url: str) -> list:
+    store = Store(url)
+    try:
+        await schema.upgrade(store)
+        async with store.engine.connect() as conn:
+            return await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), SQLModel.metadata)
+            )
+    finally:
+        await store.close()
+
+
+async def _revision(url: str) -> str | None:
+    store = Store(url)
+    try:
+        return await schema.current(store)
+    finally:
+        await store.close()
+
+
+def test_upgrade_from_empty_matches_the_models(database_url):
+    assert run(_revision(database_url)) is None
+    assert run(_diff(database_url)) == []
+    assert run(_revision(database_url)) == schema.head()
+    # Upgrading again is a no-op.
+    assert run(_diff(database_url)) == []
+
+
+def test_serve_refuses_an_outdated_schema_and_migrate_fixes_it(tmp_path, service_env_for):
+    env = service_env_for(tmp_path)
+    serve = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--port", "9"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert serve.returncode == 2
+    assert "the database schema is empty, this version needs 0001" in serve.stderr
+    assert "rotor-slack migrate" in serve.stderr
+    migrate = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert "database schema is at revision 0001" in migrate.stdout
+    assert run(_revision(env["DATABASE_URL"])) == "0001"
