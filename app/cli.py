@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from importlib.resources import files
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -162,13 +163,14 @@ def retry_failed() -> None:
 
 @cli.command()
 def sandbox(
-    port: Annotated[int, typer.Option(help="Port of the service.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port of the workspace page.")] = 8000,
+    config: Annotated[Path | None, typer.Option(help="Policy file to try out.")] = None,
 ) -> None:
-    """Run the service with a local Rotor and a local Slack: no accounts needed."""
+    """Run the service with a local Rotor and a local Slack in the browser: no accounts needed."""
     from app.sandbox.run import run_sandbox
 
     try:
-        run_sandbox(port)
+        run_sandbox(port, config)
     except ConfigError as e:
         _fail(str(e))
 

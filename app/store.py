@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, event, func, or_, update
@@ -18,13 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app import clock
+
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 # Outbox task kinds.
 POST, UPDATE, REMIND, ESCALATE = "post", "update", "remind", "escalate"
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class Approval(SQLModel, table=True):

@@ -149,6 +149,9 @@ def outcome_line(approval: Approval) -> str:
     return line
 
 
+_TITLES = {PENDING: "Approval needed", APPROVED: "Approved", REJECTED: "Rejected"}
+
+
 def approval_message(approval: Approval, meant_for: str | None = None) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
@@ -159,7 +162,9 @@ def approval_message(approval: Approval, meant_for: str | None = None) -> Messag
     blocks: list[Block] = [
         HeaderBlock(
             block_id="title",
-            text=PlainTextObject(text=clip(f"Approval needed: {approval.queue_name}", 150)),
+            text=PlainTextObject(
+                text=clip(f"{_TITLES[approval.status]}: {approval.queue_name}", 150)
+            ),
         ),
         SectionBlock(
             block_id="facts",

@@ -1,0 +1,198 @@
+"""The sandbox's browser page: a Slack-like workspace over the Slack stand-in, and a Rotor panel.
+
+Everything a person does on the page goes to the service exactly as Slack would send it
+(signed `block_actions`, `view_submission`, slash commands), through the stand-ins' helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from datetime import timedelta
+from importlib.resources import files
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from app import clock
+from app.config import Policy
+from app.sandbox.rotor import FakeRotor
+from app.sandbox.slack import Ephemeral, FakeSlack, Message
+
+VISITOR = "U0VISITOR"
+
+EXAMPLES = {
+    "AI outreach email": (
+        "outreach",
+        {
+            "to": "jordan@example.com",
+            "subject": "Quick question about your Q3 roadmap",
+            "body": "Hi Jordan,\n\nI noticed your team is hiring platform engineers…",
+            "model": "gpt-5-mini",
+            "campaign": "q3-outbound",
+        },
+    ),
+    "Large payment": (
+        "payments",
+        {
+            "amount": 48_500.00,
+            "currency": "EUR",
+            "beneficiary": {"name": "Acme GmbH", "iban": "DE89370400440532013000"},
+            "reference": "INV-2026-1187",
+            "api_key": "sk_live_should_be_masked",
+        },
+    ),
+    "Contact-list export": (
+        "exports",
+        {
+            "destination": "s3://exports/contacts.csv",
+            "requested_by": "ana@example.com",
+            "rows": [
+                {"email": f"user{i}@example.com", "name": f"User {i}", "consent": i % 3 != 0}
+                for i in range(120)
+            ],
+        },
+    ),
+}
+
+
+def channel_name(channel_id: str) -> str:
+    return channel_id.removeprefix("C0").lower()
+
+
+def people(policy: Policy, slack: FakeSlack) -> list[dict]:
+    """Who can act on the page: every approver, a member of each approver group, a visitor."""
+    found: dict[str, str] = {}
+    for queue in policy.queues:
+        for approver in queue.approvers or []:
+            if approver.startswith("S"):
+                member = f"U0{approver[2:]}MEMBER"
+                slack.usergroups[approver] = [member]
+                found[member] = f"member of {approver} ({queue.name})"
+            else:
+                found.setdefault(approver, f"approver of {queue.name}")
+    found[VISITOR] = "not an approver"
+    return [{"id": user, "role": role} for user, role in found.items()]
+
+
+def _message(slack: FakeSlack, message: Message) -> dict:
+    replies = [{"ts": r.ts, "text": r.text, "blocks": r.blocks} for r in slack.replies(message)]
+    return {
+        "ts": message.ts,
+        "text": message.text,
+        "blocks": message.blocks,
+        "edited": message.edited,
+        "replies": replies,
+    }
+
+
+def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: list[str]):
+    users = people(policy, slack)
+    page = files("app.sandbox").joinpath("workspace.html").read_text()
+
+    async def index(_request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def state(request: Request) -> JSONResponse:
+        user = request.query_params.get("user", VISITOR)
+        with rotor._lock:
+            approvals = [dict(a) for a in reversed(rotor.approvals.values())]
+        return JSONResponse(
+            {
+                "users": users,
+                "channels": [
+                    {
+                        "id": c,
+                        "name": channel_name(c),
+                        "messages": [_message(slack, m) for m in slack.channel_messages(c)],
+                    }
+                    for c in channels
+                ],
+                "ephemerals": [asdict(e) for e in slack.ephemerals_for(user)],
+                "views": [
+                    v for v in slack.views.values() if v["user"] == user and not v.get("closed")
+                ],
+                "approvals": [{k: a[k] for k in a if k != "payload"} for a in approvals],
+                "queues": sorted(
+                    {q.name for q in policy.queues} | {e[0] for e in EXAMPLES.values()}
+                ),
+                "examples": {name: {"queue": q, "payload": p} for name, (q, p) in EXAMPLES.items()},
+                "clock_hours": clock.offset().total_seconds() / 3600,
+            }
+        )
+
+    def _source(body: dict) -> Message | Ephemeral:
+        if body.get("ephemeral") is not None:
+            return next(e for e in slack.ephemerals if e.id == body["ephemeral"])
+        return next(
+            m for m in slack.messages if m.channel == body["channel"] and m.ts == body["ts"]
+        )
+
+    async def click(request: Request) -> JSONResponse:
+        body = await request.json()
+        response = await asyncio.to_thread(
+            slack.click, body["user"], _source(body), body["action_id"], body.get("value")
+        )
+        return JSONResponse({"status": response.status_code})
+
+    async def submit(request: Request) -> JSONResponse:
+        body = await request.json()
+        response = await asyncio.to_thread(
+            slack.submit_view, body["user"], body["view_id"], body["values"]
+        )
+        answer = response.json() if response.content else {}
+        if response.status_code == 200 and answer.get("response_action") != "errors":
+            slack.views[body["view_id"]]["closed"] = True
+        return JSONResponse({"status": response.status_code, "answer": answer})
+
+    async def close(request: Request) -> JSONResponse:
+        body = await request.json()
+        slack.views[body["view_id"]]["closed"] = True
+        return JSONResponse({"ok": True})
+
+    async def slash(request: Request) -> JSONResponse:
+        body = await request.json()
+        text = body["text"].strip()
+        command, _, rest = text.partition(" ")
+        if command != "/approvals":
+            return JSONResponse({"error": "Only /approvals is installed here."}, 400)
+        response = await asyncio.to_thread(slack.slash, body["user"], body["channel"], rest)
+        return JSONResponse({"status": response.status_code})
+
+    async def enqueue(request: Request) -> JSONResponse:
+        body = await request.json()
+        try:
+            payload = json.loads(body["payload"])
+        except ValueError as e:
+            return JSONResponse({"error": f"The payload is not JSON: {e}"}, 400)
+        if not body.get("queue"):
+            return JSONResponse({"error": "Name a queue."}, 400)
+        approval = await asyncio.to_thread(rotor.enqueue, body["queue"], payload)
+        return JSONResponse({"id": approval["id"]})
+
+    async def decide(request: Request) -> JSONResponse:
+        body = await request.json()
+        rotor.decide_outside(body["id"], body["status"], body.get("reason") or None)
+        return JSONResponse({"ok": True})
+
+    async def advance(request: Request) -> JSONResponse:
+        body = await request.json()
+        clock.advance(timedelta(hours=float(body["hours"])))
+        return JSONResponse({"clock_hours": clock.offset().total_seconds() / 3600})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/state", state),
+            Route("/api/click", click, methods=["POST"]),
+            Route("/api/submit", submit, methods=["POST"]),
+            Route("/api/close", close, methods=["POST"]),
+            Route("/api/slash", slash, methods=["POST"]),
+            Route("/api/enqueue", enqueue, methods=["POST"]),
+            Route("/api/decide", decide, methods=["POST"]),
+            Route("/api/clock", advance, methods=["POST"]),
+        ]
+    )
