@@ -79,14 +79,29 @@ def rotor(keys):
     server.stop()
 
 
-async def _reset_postgres(url: str) -> None:
+async def _fresh_postgres(url: str) -> str:
+    """An empty database of this test worker's own (workers run side by side)."""
     import asyncpg
+    from sqlalchemy.engine import make_url
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    base = make_url(url)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    mine = base.set(database=f"{base.database}_{worker}") if worker else base
+    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    if worker:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{mine.database}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await conn.close()
+    conn = await asyncpg.connect(mine.set(drivername="postgresql").render_as_string(False))
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
+    return mine.render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -95,8 +110,7 @@ def database_url(request, tmp_path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'rotor-slack.db'}"
     if not PG_URL:
         pytest.skip("ROTOR_SLACK_TEST_DATABASE_URL is not set")
-    asyncio.run(_reset_postgres(PG_URL))
-    return PG_URL
+    return asyncio.run(_fresh_postgres(PG_URL))
 
 
 @pytest.fixture
