@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, event, func, or_, update
+from sqlalchemy import JSON, Column, Index, and_, case, delete, event, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Field, SQLModel, select
@@ -71,6 +72,20 @@ class OutboxTask(SQLModel, table=True):
     failed: bool = False
 
 
+class _Taken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where Slack put an approval's message, and when its first reminder is due."""
+
+    approval_id: str
+    channel: str
+    ts: str
+    first_reminder: datetime
+
+
 class Store:
     def __init__(self, database_url: str) -> None:
         self.engine: AsyncEngine = _create_engine(database_url)
@@ -118,15 +133,6 @@ class Store:
         async with self.session() as s:
             rows = await s.exec(select(Approval).where(Approval.status == PENDING).limit(limit))
             return list(rows.all())
-
-    async def set_message(
-        self, approval_id: str, channel: str, ts: str, first_reminder: datetime
-    ) -> None:
-        async with self.session() as s:
-            approval = await s.get(Approval, approval_id)
-            approval.channel, approval.ts = channel, ts
-            if approval.status == PENDING and approval.next_reminder_at is None:
-                approval.next_reminder_at = first_reminder
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -216,36 +222,80 @@ class Store:
             )
             return list(rows.all())
 
-    async def claim_next(self, lane: str, lease: timedelta) -> OutboxTask | None:
-        """The oldest task of a lane, if it is due and nobody holds it."""
-        now = utcnow()
-        async with self.session() as s:
-            head = (
-                await s.exec(
-                    select(OutboxTask)
-                    .where(OutboxTask.lane == lane, OutboxTask.failed.is_(False))
-                    .order_by(OutboxTask.id)
-                    .limit(1)
-                )
-            ).first()
-            if head is None or head.not_before > now:
-                return None
-            result = await s.exec(
-                update(OutboxTask)
-                .where(OutboxTask.id == head.id)
-                .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
-                .values(locked_until=now + lease, attempts=OutboxTask.attempts + 1)
-            )
-            if result.rowcount != 1:
-                return None
-            head.attempts += 1
-            return head
+    async def claim_run(
+        self, lane: str, lease: timedelta, limit: int
+    ) -> list[tuple[OutboxTask, Approval]]:
+        """Up to `limit` tasks from the head of a lane, with their approvals, if due and free.
 
-    async def finish(self, task_id: int) -> None:
+        Only the head run is taken, in id order, so a lane's tasks never overtake each other,
+        whichever worker or replica holds them.
+        """
+        now = utcnow()
+        try:
+            async with self._sessions() as s, s.begin():
+                heads = (
+                    await s.exec(
+                        select(OutboxTask)
+                        .where(OutboxTask.lane == lane, OutboxTask.failed.is_(False))
+                        .order_by(OutboxTask.id)
+                        .limit(limit)
+                    )
+                ).all()
+                run = []
+                for task in heads:
+                    if task.not_before > now or (task.locked_until or now) > now:
+                        break
+                    run.append(task)
+                if not run:
+                    return []
+                ids = [task.id for task in run]
+                result = await s.exec(
+                    update(OutboxTask)
+                    .where(OutboxTask.id.in_(ids))
+                    .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
+                    .values(locked_until=now + lease, attempts=OutboxTask.attempts + 1)
+                    # The loaded tasks are counted below, once (the ORM would count them too).
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != len(ids):
+                    raise _Taken  # another worker got there first: take nothing
+                wanted = {task.approval_id for task in run}
+                approvals = (await s.exec(select(Approval).where(Approval.id.in_(wanted)))).all()
+        except _Taken:
+            return []
+        by_id = {a.id: a for a in approvals}
+        for task in run:
+            task.attempts += 1
+        return [(task, by_id[task.approval_id]) for task in run]
+
+    async def release(self, task_ids: list[int]) -> None:
+        """Hand back claimed tasks that were not tried (their attempt does not count)."""
+        if task_ids:
+            async with self.session() as s:
+                await s.exec(
+                    update(OutboxTask)
+                    .where(OutboxTask.id.in_(task_ids))
+                    .values(locked_until=None, attempts=OutboxTask.attempts - 1)
+                )
+
+    async def finish(self, task_id: int, posted: Posted | None = None) -> None:
+        """Done with a task; a post's message is recorded in the same transaction."""
         async with self.session() as s:
-            task = await s.get(OutboxTask, task_id)
-            if task is not None:
-                await s.delete(task)
+            await s.exec(delete(OutboxTask).where(OutboxTask.id == task_id))
+            if posted is None:
+                return
+            unscheduled = and_(Approval.status == PENDING, Approval.next_reminder_at.is_(None))
+            await s.exec(
+                update(Approval)
+                .where(Approval.id == posted.approval_id)
+                .values(
+                    channel=posted.channel,
+                    ts=posted.ts,
+                    next_reminder_at=case(
+                        (unscheduled, posted.first_reminder), else_=Approval.next_reminder_at
+                    ),
+                )
+            )
 
     async def retry_later(self, task_id: int, not_before: datetime, error: str) -> None:
         async with self.session() as s:
@@ -300,7 +350,11 @@ class Store:
 def _create_engine(url: str) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # One connection: SQLite has one writer anyway, and waiting for the pool is an asyncio
+    # wait, where waiting for the file lock is the busy handler sleeping in steps of up to 100 ms.
+    engine = create_async_engine(
+        url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+    )
 
     # SQLite: WAL for concurrent readers, and BEGIN IMMEDIATE so a transaction that will write
     # waits for the lock instead of failing with "database is locked" when it upgrades.
@@ -309,6 +363,9 @@ def _create_engine(url: str) -> AsyncEngine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        # Durable across a crash of the process; an OS crash may lose the last commits, which
+        # the sync worker recovers from Rotor. Saves an fsync on every commit.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

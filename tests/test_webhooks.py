@@ -63,6 +63,9 @@ def test_new_approval_is_accepted_and_posted_to_the_queue_channel(service, slack
     assert approve["style"] == "primary" and "confirm" in approve
     assert reject["style"] == "danger"
     assert '"currency": "EUR"' in preview_text(message)
+    # A first post goes straight out: no lookup of earlier posts (conversations.history is
+    # rate-limited hard, and only a retry after an unclear failure needs it).
+    assert slack.count("conversations.history") == 0
 
 
 def test_unrouted_queue_goes_to_the_default_channel(service, slack, rotor):

@@ -52,6 +52,8 @@ class FakeRotor:
         self.down_status: int | None = None  # answer everything with this status
         self.fail_next = 0  # answer this many of the next calls with 503
         self._lock = threading.RLock()
+        # One client for every delivery: building one costs milliseconds (its TLS context).
+        self._http = httpx.Client(trust_env=False, timeout=10)
         base = "/v1/approvals"
         self.app = Starlette(
             routes=[
@@ -97,8 +99,7 @@ class FakeRotor:
         self, body: str, headers: dict[str, str] | None = None, url: str | None = None
     ) -> httpx.Response:
         headers = headers or sign_webhook(self.webhook_secret, body)
-        with httpx.Client(trust_env=False, timeout=10) as http:
-            return http.post(url or self.webhook_url, content=body, headers=headers)
+        return self._http.post(url or self.webhook_url, content=body, headers=headers)
 
     def enqueue(self, queue: str, payload: Any, job_id: str | None = None) -> dict[str, Any]:
         """A job lands on an approval queue: Rotor records the approval and sends the webhook."""

@@ -188,6 +188,7 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
+        self._http = httpx.Client(trust_env=False, timeout=10)  # one for every signed request
         self.app = Starlette(
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
@@ -442,8 +443,7 @@ class FakeSlack:
     def _send(self, form: dict[str, str], timestamp: int | None = None) -> httpx.Response:
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
-        with httpx.Client(trust_env=False, timeout=10) as http:
-            return http.post(self.app_url, content=body, headers=headers)
+        return self._http.post(self.app_url, content=body, headers=headers)
 
     def click(
         self, user: str, source: Message | Ephemeral, action_prefix: str, value: str | None = None

@@ -21,11 +21,22 @@ from app import metrics
 from app.config import Policy
 from app.retry import backoff
 from app.slack import blocks
-from app.store import ESCALATE, POST, REMIND, UPDATE, Approval, OutboxTask, Store, utcnow
+from app.store import (
+    ESCALATE,
+    POST,
+    REMIND,
+    UPDATE,
+    Approval,
+    OutboxTask,
+    Posted,
+    Store,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+SCAN_GAP = 0.1
 STOP_SECONDS = 4.0  # on shutdown, how long in-flight calls may take to finish
 METADATA_EVENT = "rotor_approval"
 # Slack refused these calls, so they certainly did nothing; after any other failure
@@ -53,8 +64,11 @@ class Outbox:
         self._lanes: dict[str, asyncio.Task] = {}
         self._next_post: dict[str, float] = {}  # channel -> monotonic time of its next post
         self._stopping = False
-        # A claimed task is someone else's to retry once its lease runs out: longer than a call.
-        self.lease = timedelta(seconds=policy.slack.timeout.total_seconds() + 5)
+        # A lane claims what its pace lets it post in about two seconds, at most 20 tasks; a
+        # claimed task is someone else's to retry once its lease runs out.
+        rate = policy.slack.posts_per_second
+        self.batch = max(1, min(20, int(rate * 2)))
+        self.lease = timedelta(seconds=policy.slack.timeout.total_seconds() + 5 + self.batch / rate)
         self.heartbeat = time.monotonic()
         self.period = POLL_SECONDS
 
@@ -73,6 +87,8 @@ class Outbox:
                 log.exception("outbox: could not read due work")
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            # A burst of webhooks wakes this often; one scan per SCAN_GAP serves them all.
+            await asyncio.sleep(SCAN_GAP)
 
     async def stop(self) -> None:
         """Take no new task; give the ones in flight a few seconds to finish."""
@@ -87,15 +103,21 @@ class Outbox:
 
     async def _drain(self, lane: str) -> None:
         try:
-            while not self._stopping and (task := await self.store.claim_next(lane, self.lease)):
-                await self._run(task)
+            while not self._stopping and (
+                run := await self.store.claim_run(lane, self.lease, self.batch)
+            ):
+                for done, (task, approval) in enumerate(run):
+                    if self._stopping or not await self._run(task, approval):
+                        # Stopped, or the task will be retried: the rest must wait behind it.
+                        await self.store.release([t.id for t, _ in run[done + 1 :]])
+                        break
         except Exception:
             log.exception("outbox: lane %s stopped", lane)
         finally:
             self._lanes.pop(lane, None)
 
-    async def _run(self, task: OutboxTask) -> None:
-        approval = await self.store.get(task.approval_id)
+    async def _run(self, task: OutboxTask, approval: Approval) -> bool:
+        """Perform one task; True when it is done with."""
         extra = {"approval_id": task.approval_id, "task": task.kind}
         perform = {
             POST: self._post,
@@ -104,39 +126,39 @@ class Outbox:
             ESCALATE: self._escalate,
         }[task.kind]
         try:
-            await perform(task, approval)
+            posted = await perform(task, approval)
         except Retry as e:
             delay = e.delay if e.delay is not None else backoff(task.attempts)
             log.warning("outbox: %s retry in %.1fs: %s", task.kind, delay, e, extra=extra)
             await self.store.retry_later(task.id, utcnow() + timedelta(seconds=delay), e.reason)
-            return
+            return False
         except Permanent as e:
             fallback = self.policy.slack.default_channel
             if task.kind == POST and task.lane != fallback:
                 log.error("outbox: post refused, trying %s: %s", fallback, e, extra=extra)
                 await self.store.reroute(task.id, fallback, str(e))
                 self.wake()
-                return
+                return False
             log.error("outbox: %s failed, kept as failed: %s", task.kind, e, extra=extra)
             metrics.OUTBOX_FAILURES.inc()
             await self.store.fail(task.id, str(e))
-            return
-        await self.store.finish(task.id)
+            return False
+        await self.store.finish(task.id, posted)
         metrics.MESSAGES.labels(kind=task.kind).inc()
         log.info("outbox: %s done", task.kind, extra=extra)
+        return True
 
     # --- the four kinds of task -----------------------------------------------------------
 
-    async def _post(self, task: OutboxTask, approval: Approval) -> None:
+    async def _post(self, task: OutboxTask, approval: Approval) -> Posted | None:
         channel = task.lane
         if approval.ts is not None:
-            return  # posted already
+            return None  # posted already
         if task.attempts > 1 and not (task.last_error or "").startswith((RATELIMITED, REFUSED)):
             # An earlier try may have posted and died before recording it: look before posting.
             found = await self._find_message(channel, approval.id)
             if found:
-                await self._posted(approval, channel, found)
-                return
+                return self._posted(approval, channel, found)
         message = self._render(approval, channel)
         response = await self._call(
             channel,
@@ -148,15 +170,15 @@ class Outbox:
             unfurl_links=False,
             unfurl_media=False,
         )
-        await self._posted(approval, response["channel"], response["ts"])
+        return self._posted(approval, response["channel"], response["ts"])
 
     def _render(self, approval: Approval, channel: str) -> blocks.Message:
         routed = self.policy.channel_for(approval.queue_name)
         return blocks.approval_message(approval, meant_for=routed if channel != routed else None)
 
-    async def _posted(self, approval: Approval, channel: str, ts: str) -> None:
+    def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
         first = max(approval.created_at + self.policy.reminders.after, utcnow())
-        await self.store.set_message(approval.id, channel, ts, first)
+        return Posted(approval.id, channel, ts, first)
 
     async def _find_message(self, channel: str, approval_id: str) -> str | None:
         response = await self._call(
@@ -213,15 +235,17 @@ class Outbox:
 
     # --- calling Slack --------------------------------------------------------------------
 
+    async def _pace(self, channel: str) -> None:
+        """At most one post per interval in a channel."""
+        wait = self._next_post.get(channel, 0.0) - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next_post[channel] = time.monotonic() + 1 / self.policy.slack.posts_per_second
+
     async def _call(self, paced_channel: str | None, method, **kwargs):
         """Call a Web API method; `paced_channel` is set for chat.postMessage's per-channel pace."""
         if paced_channel is not None:
-            wait = self._next_post.get(paced_channel, 0.0) - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._next_post[paced_channel] = (
-                time.monotonic() + 1 / self.policy.slack.posts_per_second
-            )
+            await self._pace(paced_channel)
         try:
             return await method(**kwargs)
         except SlackApiError as e:
