@@ -68,6 +68,7 @@ def serve(
         host=host,
         port=port,
         log_config=None,
+        access_log=False,  # our own lines log every step, with the approval id
         timeout_graceful_shutdown=3,  # then the workers get a few seconds to finish
     )
 

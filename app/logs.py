@@ -17,4 +17,5 @@ def setup(level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for chatty in ("alembic", "httpx"):  # a line for every migration step / HTTP request
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, and_, case, delete, event, func, or_, update
+from sqlalchemy import JSON, Column, Index, and_, case, delete, event, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Field, SQLModel, select
@@ -111,9 +111,10 @@ class Store:
         """Store a new approval and its post task. False when the id is known already."""
         try:
             async with self.session() as s:
-                s.add(approval)
-                await s.flush()
-                s.add(OutboxTask(approval_id=approval.id, kind=POST, lane=channel))
+                await s.exec(insert(Approval).values(approval.model_dump()))
+                await s.exec(
+                    insert(OutboxTask).values(approval_id=approval.id, kind=POST, lane=channel)
+                )
         except IntegrityError:
             return False
         return True

@@ -106,18 +106,24 @@ class Outbox:
             while not self._stopping and (
                 run := await self.store.claim_run(lane, self.lease, self.batch)
             ):
+                # Each done task is recorded in the background while the next one goes out;
+                # all are recorded before the lane claims again.
+                recording: list[asyncio.Task] = []
                 for done, (task, approval) in enumerate(run):
-                    if self._stopping or not await self._run(task, approval):
+                    if self._stopping or not await self._run(task, approval, recording):
                         # Stopped, or the task will be retried: the rest must wait behind it.
                         await self.store.release([t.id for t, _ in run[done + 1 :]])
                         break
+                await asyncio.gather(*recording)
         except Exception:
             log.exception("outbox: lane %s stopped", lane)
         finally:
             self._lanes.pop(lane, None)
 
-    async def _run(self, task: OutboxTask, approval: Approval) -> bool:
-        """Perform one task; True when it is done with."""
+    async def _run(
+        self, task: OutboxTask, approval: Approval, recording: list[asyncio.Task]
+    ) -> bool:
+        """Perform one task; True when it is done with (its record appended to `recording`)."""
         extra = {"approval_id": task.approval_id, "task": task.kind}
         perform = {
             POST: self._post,
@@ -143,7 +149,7 @@ class Outbox:
             metrics.OUTBOX_FAILURES.inc()
             await self.store.fail(task.id, str(e))
             return False
-        await self.store.finish(task.id, posted)
+        recording.append(asyncio.create_task(self.store.finish(task.id, posted)))
         metrics.MESSAGES.labels(kind=task.kind).inc()
         log.info("outbox: %s done", task.kind, extra=extra)
         return True
