@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, and_, case, delete, event, func, insert, or_, update
+from sqlalchemy import JSON, Column, Index, and_, case, delete, event, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Field, SQLModel, select
@@ -72,6 +72,9 @@ class OutboxTask(SQLModel, table=True):
     failed: bool = False
 
 
+_APPROVALS, _OUTBOX = Approval.__table__, OutboxTask.__table__
+
+
 class _Taken(Exception):
     pass
 
@@ -109,12 +112,14 @@ class Store:
 
     async def record_approval(self, approval: Approval, channel: str) -> bool:
         """Store a new approval and its post task. False when the id is known already."""
+        # Core statements with bound parameters: compiled once, cheap on the webhook path.
+        row = {column.name: getattr(approval, column.name) for column in _APPROVALS.columns}
+        task = {"approval_id": approval.id, "kind": POST, "lane": channel}
         try:
             async with self.session() as s:
-                await s.exec(insert(Approval).values(approval.model_dump()))
-                await s.exec(
-                    insert(OutboxTask).values(approval_id=approval.id, kind=POST, lane=channel)
-                )
+                conn = await s.connection()
+                await conn.execute(_APPROVALS.insert(), row)
+                await conn.execute(_OUTBOX.insert(), task)
         except IntegrityError:
             return False
         return True
