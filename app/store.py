@@ -80,6 +80,17 @@ class _Taken(Exception):
 
 
 @dataclass(frozen=True)
+class Nudge:
+    """A reminder or escalation to queue for an approval due at `due_at`."""
+
+    approval_id: str
+    due_at: datetime
+    kind: str
+    lane: str
+    next_at: datetime | None
+
+
+@dataclass(frozen=True)
 class Posted:
     """Where Slack put an approval's message, and when its first reminder is due."""
 
@@ -197,24 +208,28 @@ class Store:
             )
             return list(rows.all())
 
-    async def schedule_reminder(
-        self, approval: Approval, kind: str, lane: str, next_at: datetime | None
-    ) -> bool:
-        """Queue one reminder or escalation, moving the row's due time on. Once per due time."""
+    async def schedule_reminders(self, nudges: list[Nudge]) -> list[str]:
+        """Queue reminders and escalations in one transaction; each moves its row's due time
+        on, and only if the row is still due at the time read (so once per due time, whatever
+        the number of replicas). Returns the approval ids queued."""
+        queued = []
         async with self.session() as s:
-            result = await s.exec(
-                update(Approval)
-                .where(Approval.id == approval.id, Approval.status == PENDING)
-                .where(Approval.next_reminder_at == approval.next_reminder_at)
-                .values(
-                    next_reminder_at=next_at,
-                    reminders_sent=Approval.reminders_sent + (1 if kind == REMIND else 0),
+            for nudge in nudges:
+                result = await s.exec(
+                    update(Approval)
+                    .where(Approval.id == nudge.approval_id, Approval.status == PENDING)
+                    .where(Approval.next_reminder_at == nudge.due_at)
+                    .values(
+                        next_reminder_at=nudge.next_at,
+                        reminders_sent=Approval.reminders_sent + (1 if nudge.kind == REMIND else 0),
+                    )
                 )
-            )
-            if result.rowcount != 1:
-                return False
-            s.add(OutboxTask(approval_id=approval.id, kind=kind, lane=lane))
-            return True
+                if result.rowcount == 1:
+                    s.add(
+                        OutboxTask(approval_id=nudge.approval_id, kind=nudge.kind, lane=nudge.lane)
+                    )
+                    queued.append(nudge.approval_id)
+        return queued
 
     # --- outbox ----------------------------------------------------------------------------
 

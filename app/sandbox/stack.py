@@ -81,6 +81,7 @@ class ServiceProcess:
         self.env, self.port = env, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
+        self._http = httpx.Client(trust_env=False, timeout=10)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--migrate", "--port", str(self.port)],
             env=env,
@@ -104,15 +105,16 @@ class ServiceProcess:
             time.sleep(0.05)
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=10, trust_env=False)
+        return self._http.get(self.url + path)
 
     def post(self, path: str, **kwargs) -> httpx.Response:
-        return httpx.post(self.url + path, timeout=10, trust_env=False, **kwargs)
+        return self._http.post(self.url + path, **kwargs)
 
     def output(self) -> str:
         return self.log.read_text()
 
     def stop(self) -> None:
+        self._http.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -6,12 +6,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from app import metrics
 from app.config import Policy
-from app.store import ESCALATE, REMIND, Store, utcnow
+from app.store import ESCALATE, REMIND, Approval, Nudge, Store, utcnow
 
 log = logging.getLogger(__name__)
+
+PAGE = 500
 
 
 class Reminders:
@@ -30,18 +33,29 @@ class Reminders:
             await asyncio.sleep(self.period)
 
     async def sweep(self) -> int:
-        """Queue every due reminder or escalation; returns how many were queued."""
+        """Queue every due reminder or escalation, a page at a time; returns how many."""
         now, queued = utcnow(), 0
-        for approval in await self.store.due_reminders(now):
-            if approval.reminders_sent >= self.policy.escalate_after:
-                kind, next_at = ESCALATE, None  # the last word: no more reminders after it
-                lane = self.policy.escalation_channel or approval.channel
-            else:
-                kind, next_at, lane = REMIND, now + self.policy.every, approval.channel
-            if await self.store.schedule_reminder(approval, kind, lane, next_at):
-                metrics.MESSAGES.labels(kind=f"{kind}_queued").inc()
-                log.info("reminders: %s queued", kind, extra={"approval_id": approval.id})
-                queued += 1
+        while due := await self.store.due_reminders(now, PAGE):
+            done = await self.store.schedule_reminders([self._nudge(a, now) for a in due])
+            for approval_id in done:
+                log.info("reminders: queued", extra={"approval_id": approval_id})
+            metrics.MESSAGES.labels(kind="nudge_queued").inc(len(done))
+            queued += len(done)
+            if len(due) < PAGE or not done:
+                break
         if queued:
             self._wake()
         return queued
+
+    def _nudge(self, approval: Approval, now: datetime) -> Nudge:
+        if approval.reminders_sent >= self.policy.escalate_after:
+            # The last word: no more reminders after the escalation.
+            lane = self.policy.escalation_channel or approval.channel
+            return Nudge(approval.id, approval.next_reminder_at, ESCALATE, lane, None)
+        return Nudge(
+            approval.id,
+            approval.next_reminder_at,
+            REMIND,
+            approval.channel,
+            now + self.policy.every,
+        )
