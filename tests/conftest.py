@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -161,3 +162,19 @@ def service_env_for(keys, slack, rotor, database_url):
         return service_env(keys, slack, rotor, database_url, policy_file)
 
     return env_for
+
+
+# Any Slack control sequence but our own dates: nothing else may be live in what we post.
+LIVE = re.compile(r"<(?!!date\^)")
+
+
+def mrkdwn_texts(value):
+    """Every string Slack parses as mrkdwn in a block tree."""
+    if isinstance(value, dict):
+        if value.get("type") == "mrkdwn":
+            yield value["text"]
+        for v in value.values():
+            yield from mrkdwn_texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from mrkdwn_texts(v)

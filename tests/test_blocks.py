@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,9 +12,9 @@ from hypothesis import strategies as st
 from app.sandbox.slack import MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX, validate_blocks
 from app.slack import blocks
 from app.store import APPROVED, REJECTED, Approval
+from tests.conftest import LIVE, mrkdwn_texts
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-LIVE = re.compile(r"<(?!!date\^)")
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
@@ -34,17 +33,6 @@ def make(payload, queue="payments", job="job_1", **fields) -> Approval:
         created_at=NOW - timedelta(hours=2),
         **fields,
     )
-
-
-def mrkdwn_texts(value):
-    if isinstance(value, dict):
-        if value.get("type") == "mrkdwn":
-            yield value["text"]
-        for v in value.values():
-            yield from mrkdwn_texts(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from mrkdwn_texts(v)
 
 
 def assert_safe(message: blocks.Message, ours: str = "") -> None:

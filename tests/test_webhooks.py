@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -12,9 +11,7 @@ import httpx
 import pytest
 
 from app.sandbox.rotor import new_approval_id, sign_webhook
-from tests.conftest import posted, preview_text, wait_until
-
-LIVE = re.compile(r"<(?!!date\^)")  # any Slack control sequence but our own dates
+from tests.conftest import LIVE, mrkdwn_texts, posted, preview_text, wait_until
 
 
 def event(queue="ops", payload=None, **data):
@@ -33,18 +30,6 @@ def send(service, rotor, document, headers=None):
     return service.post(
         "/rotor/webhook", content=body, headers=headers or sign_webhook(rotor.webhook_secret, body)
     )
-
-
-def mrkdwn_texts(value):
-    """Every string Slack parses as mrkdwn in a block tree."""
-    if isinstance(value, dict):
-        if value.get("type") == "mrkdwn":
-            yield value["text"]
-        for v in value.values():
-            yield from mrkdwn_texts(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from mrkdwn_texts(v)
 
 
 def test_new_approval_is_accepted_and_posted_to_the_queue_channel(service, slack, rotor):
