@@ -110,8 +110,11 @@ class Outbox:
                 # all are recorded before the lane claims again.
                 recording: list[asyncio.Task] = []
                 for done, (task, approval) in enumerate(run):
-                    if self._stopping or not await self._run(task, approval, recording):
-                        # Stopped, or the task will be retried: the rest must wait behind it.
+                    if self._stopping:
+                        await self.store.release([t.id for t, _ in run[done:]])
+                        break
+                    if not await self._run(task, approval, recording):
+                        # It will be retried: the rest of the run must wait behind it.
                         await self.store.release([t.id for t, _ in run[done + 1 :]])
                         break
                 await asyncio.gather(*recording)
