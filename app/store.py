@@ -179,7 +179,6 @@ class Store:
         status: str,
         decided_by: str | None,
         reason: str | None = None,
-        decided_at: datetime | None = None,
     ) -> bool:
         """Mark a pending approval decided and queue the message update. False if not pending."""
         async with self.session() as s:
@@ -188,7 +187,7 @@ class Store:
                 return False
             approval.status = status
             approval.decided_by = decided_by
-            approval.decided_at = decided_at or utcnow()
+            approval.decided_at = utcnow()
             approval.reason = reason
             approval.claimed_by = approval.claimed_until = None
             approval.next_reminder_at = None
