@@ -71,9 +71,6 @@ class Decider:
         self.intake, self._wake = intake, wake_outbox
         self.in_flight = InFlight()
 
-    async def may_decide(self, user: str, queue_name: str) -> bool:
-        return await self.approvers.allowed(user, self.policy.approvers_for(queue_name))
-
     async def load(self, approval_id: str) -> Approval:
         """The stored approval; one listed by Rotor but never seen here is recorded first."""
         approval = await self.store.get(approval_id)
@@ -81,6 +78,28 @@ class Decider:
             await self.intake.accept(from_rotor(await self.rotor.get_approval(approval_id)))
             approval = await self.store.get(approval_id)
         return approval
+
+    async def vet(
+        self, approval_id: str, user: str, verb: str
+    ) -> tuple[Approval | None, str | None]:
+        """The approval if `user` may `verb` it now, else what to tell them (mrkdwn)."""
+        try:
+            approval = await self.load(approval_id)
+        except RotorNotFound:
+            return None, f"Rotor does not know approval `{approval_id}`."
+        except RotorError as e:
+            metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
+            return None, f"Could not reach Rotor ({escape(str(e))}). Nothing changed."
+        if not await self.approvers.allowed(user, self.policy.approvers_for(approval.queue_name)):
+            metrics.DECISIONS.labels(outcome="forbidden").inc()
+            log.info("refused: not an approver", extra={"approval_id": approval_id, "user": user})
+            return None, (
+                f"You are not an approver for *{escape(approval.queue_name)}*, "
+                f"so you cannot {verb} this job."
+            )
+        if approval.status != PENDING:
+            return None, f"Already decided: {outcome_line(approval)}"
+        return approval, None
 
     async def decide(
         self, approval_id: str, user: str, status: str, reason: str | None = None
@@ -93,23 +112,9 @@ class Decider:
     ) -> Outcome:
         extra = {"approval_id": approval_id, "user": user}
         verb = "approve" if status == APPROVED else "reject"
-        try:
-            approval = await self.load(approval_id)
-        except RotorNotFound:
-            return Outcome(False, f"Rotor does not know approval `{approval_id}`.")
-        except RotorError as e:
-            metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
-            return Outcome(False, f"Could not reach Rotor ({escape(str(e))}). Nothing changed.")
-        if not await self.may_decide(user, approval.queue_name):
-            metrics.DECISIONS.labels(outcome="forbidden").inc()
-            log.info("decision refused: not an approver", extra=extra)
-            return Outcome(
-                False,
-                f"You are not an approver for *{escape(approval.queue_name)}*, "
-                f"so you cannot {verb} this job.",
-            )
-        if approval.status != PENDING:
-            return Outcome(False, f"Already decided: {outcome_line(approval)}")
+        _, refusal = await self.vet(approval_id, user, verb)
+        if refusal:
+            return Outcome(False, refusal)
         if not await self.store.claim_decision(approval_id, user, CLAIM_HOLD):
             current = await self.store.get(approval_id)
             if current.status != PENDING:

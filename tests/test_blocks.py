@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.sandbox.slack import MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX, validate_blocks
+from app.sandbox.slack import MODAL_BLOCKS_MAX, validate_blocks
 from app.slack import blocks
 from app.store import APPROVED, REJECTED, Approval
 from tests.conftest import LIVE, mrkdwn_texts
@@ -38,7 +38,7 @@ def make(payload, queue="payments", job="job_1", **fields) -> Approval:
 def assert_safe(message: blocks.Message, ours: str = "") -> None:
     """Valid Block Kit, and no live sequence but dates and the mention we put in (`ours`)."""
     rendered = message.blocks_json()
-    validate_blocks(rendered, MESSAGE_BLOCKS_MAX)
+    validate_blocks(rendered)
     for text in [message.text, *mrkdwn_texts(rendered)]:
         assert not LIVE.search(text.replace(ours, "") if ours else text), text
     for m in mrkdwn_texts(rendered):
@@ -54,7 +54,7 @@ def test_any_payload_renders_valid_block_kit_with_nothing_live(payload, queue, j
     approval.reason = job
     assert_safe(blocks.approval_message(approval), ours="<@U0CAROL>")
     modal = blocks.payload_modal(approval).to_dict()
-    validate_blocks(modal["blocks"], MODAL_BLOCKS_MAX)
+    validate_blocks(modal["blocks"], modal=True)
 
 
 @settings(max_examples=50, deadline=None)
@@ -153,7 +153,7 @@ def test_list_page_fits_a_message():
     ]
     rendered = blocks.approvals_list(items, blocks.ListQuery(), "cursor", NOW, 3)
     as_json = [b.to_dict() for b in rendered]
-    validate_blocks(as_json, MESSAGE_BLOCKS_MAX)
+    validate_blocks(as_json)
     for text in mrkdwn_texts(as_json):
         assert not LIVE.search(text)
 

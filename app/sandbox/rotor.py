@@ -112,6 +112,11 @@ class FakeRotor:
         with self._lock:
             self._decide(approval_id, status, reason)
 
+    def newest_first(self) -> list[dict[str, Any]]:
+        """Copies of every approval, newest first."""
+        with self._lock:
+            return [dict(a) for a in reversed(self.approvals.values())]
+
     def status(self, approval_id: str) -> str:
         with self._lock:
             return self.approvals[approval_id]["status"]

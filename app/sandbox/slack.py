@@ -111,8 +111,9 @@ class _Bucket:
     updated: float = field(default_factory=time.monotonic)
 
 
-def validate_blocks(blocks: Any, limit: int) -> None:
+def validate_blocks(blocks: Any, modal: bool = False) -> None:
     """Raise SlackError('invalid_blocks' / 'msg_blocks_too_long') as Slack would."""
+    limit = MODAL_BLOCKS_MAX if modal else MESSAGE_BLOCKS_MAX
     if not isinstance(blocks, list) or len(blocks) > limit:
         raise SlackError("invalid_blocks")
     block_ids, action_ids = set(), set()
@@ -136,7 +137,7 @@ def validate_blocks(blocks: Any, limit: int) -> None:
                 if element["action_id"] in action_ids:
                     raise SlackError("invalid_blocks")
                 action_ids.add(element["action_id"])
-    if _text_length(blocks) > MESSAGE_CHARS_MAX and limit == MESSAGE_BLOCKS_MAX:
+    if not modal and _text_length(blocks) > MESSAGE_CHARS_MAX:
         raise SlackError("msg_blocks_too_long")
 
 
@@ -289,7 +290,7 @@ class FakeSlack:
         if len(text) > TEXT_MAX:
             raise SlackError("msg_too_long")
         if blocks:
-            validate_blocks(blocks, MESSAGE_BLOCKS_MAX)
+            validate_blocks(blocks)
         if args.get("link_names") in (True, "true", "1", 1):
             raise SlackError("link_names_not_allowed_here")  # the bot must never ping by name
         return text, blocks
@@ -389,7 +390,7 @@ class FakeSlack:
             View(**view).to_dict()
         except (SlackObjectFormationError, TypeError, ValueError):
             raise SlackError("invalid_arguments") from None
-        validate_blocks(view.get("blocks") or [], MODAL_BLOCKS_MAX)
+        validate_blocks(view.get("blocks") or [], modal=True)
         view_id = f"V{next(self._ids):08d}"
         self.views[view_id] = {**view, "id": view_id, "user": issued[1]}
         return {"view": self.views[view_id]}

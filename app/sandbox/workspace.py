@@ -98,8 +98,6 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
 
     async def state(request: Request) -> JSONResponse:
         user = request.query_params.get("user", VISITOR)
-        with rotor._lock:
-            approvals = [dict(a) for a in reversed(rotor.approvals.values())]
         return JSONResponse(
             {
                 "users": users,
@@ -115,7 +113,9 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
                 "views": [
                     v for v in slack.views.values() if v["user"] == user and not v.get("closed")
                 ],
-                "approvals": [{k: a[k] for k in a if k != "payload"} for a in approvals],
+                "approvals": [
+                    {k: v for k, v in a.items() if k != "payload"} for a in rotor.newest_first()
+                ],
                 "queues": sorted(
                     {q.name for q in policy.queues} | {e[0] for e in EXAMPLES.values()}
                 ),

@@ -62,23 +62,10 @@ def build_bolt_app(
     @app.action(_prefixed(blocks.REJECT))
     async def reject(ack, body, action, client: AsyncWebClient):
         await ack()
-        approval_id, user = action["value"], body["user"]["id"]
-        try:
-            approval = await decider.load(approval_id)
-        except RotorError as e:
-            await tell(body.get("response_url"), f"Could not load the approval: {e}")
-            return
-        if not await decider.may_decide(user, approval.queue_name):
-            await tell(
-                body.get("response_url"),
-                f"You are not an approver for *{blocks.escape(approval.queue_name)}*, "
-                "so you cannot reject this job.",
-            )
-            return
-        if approval.status != blocks.PENDING:
-            await tell(
-                body.get("response_url"), f"Already decided: {blocks.outcome_line(approval)}"
-            )
+        approval_id = action["value"]
+        approval, refusal = await decider.vet(approval_id, body["user"]["id"], "reject")
+        if refusal:
+            await tell(body.get("response_url"), refusal)
             return
         metadata = json.dumps({"id": approval_id, "response_url": body.get("response_url")})
         await open_modal(client, body, blocks.reject_modal(approval, metadata))

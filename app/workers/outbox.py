@@ -23,6 +23,7 @@ from app.retry import backoff
 from app.slack import blocks
 from app.store import (
     ESCALATE,
+    PENDING,
     POST,
     REMIND,
     UPDATE,
@@ -222,7 +223,7 @@ class Outbox:
         )
 
     async def _remind(self, task: OutboxTask, approval: Approval) -> None:
-        if approval.status != blocks.PENDING:
+        if approval.status != PENDING:
             return  # decided since it was queued
         approvers = self.policy.approvers_for(approval.queue_name)
         await self._call(
@@ -234,7 +235,7 @@ class Outbox:
         )
 
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
-        if approval.status != blocks.PENDING:
+        if approval.status != PENDING:
             return
         link = await self._call(
             None, self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
