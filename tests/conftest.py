@@ -17,24 +17,50 @@ from app.sandbox.stack import ServiceProcess, ThreadServer, service_env
 
 CHANNELS = ["C0APPROVALS", "C0FINANCE", "C0ESCALATE", "C0OPS"]
 CAROL, DAVE, MALLORY = "U0CAROL", "U0DAVE", "U0MALLORY"  # Dave approves via the S0FINANCE group
-POLICY = """
-[slack]
-default_channel = "C0APPROVALS"
-posts_per_second = 50
-
-[reminders]
-after = "1h"
-every = "4h"
-check_every = "1s"
-
-[sync]
-every = "1h"
-
+PAYMENTS = """
 [[queues]]
 name = "payments"
 channel = "C0FINANCE"
 approvers = ["U0CAROL", "S0FINANCE"]
 """
+OPS = """
+[[queues]]
+name = "ops"
+channel = "C0OPS"
+"""
+
+
+def make_policy(
+    *,
+    rate: float = 50,
+    timeout: str = "10s",
+    after: str = "1h",
+    every: str = "4h",
+    escalate_after: int = 3,
+    check_every: str = "1s",
+    sync_every: str = "1h",
+    queues: str = PAYMENTS,
+) -> str:
+    """The policy file of a test: what it varies as arguments, the rest the same everywhere."""
+    return f"""
+[slack]
+default_channel = "C0APPROVALS"
+posts_per_second = {rate}
+timeout = "{timeout}"
+
+[reminders]
+after = "{after}"
+every = "{every}"
+escalate_after = {escalate_after}
+escalation_channel = "C0ESCALATE"
+check_every = "{check_every}"
+
+[sync]
+every = "{sync_every}"
+{queues}"""
+
+
+POLICY = make_policy()
 PG_URL = os.environ.get("ROTOR_SLACK_TEST_DATABASE_URL")
 
 

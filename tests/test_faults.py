@@ -8,34 +8,14 @@ import sys
 import time
 
 from app.sandbox.slack import Fault
-from tests.conftest import CAROL, posted, wait_until
+from tests.conftest import CAROL, OPS, PAYMENTS, make_policy, posted, wait_until
 
-# Short Slack timeout, so leases of crashed workers run out in seconds.
-POLICY = """
-[slack]
-default_channel = "C0APPROVALS"
-posts_per_second = {rate}
-timeout = "2s"
-
-[reminders]
-check_every = "1s"
-
-[sync]
-every = "1h"
-
-[[queues]]
-name = "payments"
-channel = "C0FINANCE"
-
-[[queues]]
-name = "ops"
-channel = "C0OPS"
-"""
 QUEUES = ["payments", "ops", "general"]  # C0FINANCE, C0OPS, C0APPROVALS
 
 
 def policy(rate: float = 50) -> str:
-    return POLICY.format(rate=rate)
+    # A short Slack timeout, so leases of crashed workers run out in seconds.
+    return make_policy(rate=rate, timeout="2s", queues=PAYMENTS + OPS)
 
 
 def assert_each_posted_once(slack, approval_ids, timeout=60.0):

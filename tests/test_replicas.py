@@ -7,31 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import CAROL, wait_until
+from tests.conftest import CAROL, OPS, PAYMENTS, make_policy, wait_until
 from tests.test_faults import assert_each_posted_once
 
-POLICY = """
-[slack]
-default_channel = "C0APPROVALS"
-posts_per_second = 50
-timeout = "2s"
-
-[reminders]
-after = "{after}"
-every = "1h"
-check_every = "200ms"
-
-[sync]
-every = "1h"
-
-[[queues]]
-name = "payments"
-channel = "C0FINANCE"
-
-[[queues]]
-name = "ops"
-channel = "C0OPS"
-"""
 QUEUES = ["payments", "ops", "general", "escalations"]
 
 
@@ -40,7 +18,9 @@ def replicas(start_service, slack):
     slack.posts_per_second, slack.burst = 200, 10
 
     def start(after: str = "1h"):
-        policy = POLICY.format(after=after)
+        policy = make_policy(
+            timeout="2s", after=after, every="1h", check_every="200ms", queues=PAYMENTS + OPS
+        )
         return start_service(policy), start_service(policy)
 
     return start

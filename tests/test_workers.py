@@ -4,37 +4,10 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import CAROL, posted, wait_until
+from tests.conftest import CAROL, make_policy, posted, wait_until
 
-FAST_REMINDERS = """
-[slack]
-default_channel = "C0APPROVALS"
-posts_per_second = 50
-
-[reminders]
-after = "1s"
-every = "1s"
-escalate_after = 2
-escalation_channel = "C0ESCALATE"
-check_every = "200ms"
-
-[sync]
-every = "1h"
-
-[[queues]]
-name = "payments"
-channel = "C0FINANCE"
-approvers = ["U0CAROL", "S0FINANCE"]
-"""
-
-FAST_SYNC = """
-[slack]
-default_channel = "C0APPROVALS"
-posts_per_second = 50
-
-[sync]
-every = "300ms"
-"""
+FAST_REMINDERS = make_policy(after="1s", every="1s", escalate_after=2, check_every="200ms")
+FAST_SYNC = make_policy(sync_every="300ms")
 
 
 def test_reminders_in_the_thread_then_one_escalation(start_service, slack, rotor):
