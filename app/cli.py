@@ -32,7 +32,7 @@ def _load() -> tuple[Settings, Policy]:
 async def _prepare_schema(settings: Settings, migrate: bool) -> None:
     """Upgrade the schema, or insist that it is current."""
     from app import schema
-    from app.store import Store
+    from app.db import Store
 
     store = Store(settings.database_url)
     try:
@@ -143,7 +143,7 @@ async def _reach(settings: Settings) -> list[str]:
 @cli.command("retry-failed")
 def retry_failed() -> None:
     """Put messages that Slack refused for good back in line (posts at their queue's channel)."""
-    from app.store import Store
+    from app.db import Store
 
     try:
         settings, policy = _load()
@@ -154,7 +154,7 @@ def retry_failed() -> None:
         await _prepare_schema(settings, migrate=False)
         store = Store(settings.database_url)
         try:
-            return await store.retry_failed(policy.channel_for)
+            return await store.outbox.retry_failed(policy.channel_for)
         finally:
             await store.close()
 

@@ -2,7 +2,7 @@
 
 Concurrent clicks make one Rotor call (the claim); if Rotor fails, the claim is released and
 nothing is recorded; if Rotor says the approval was decided elsewhere (409), its real state is
-recorded and shown.
+recorded and shown. Every refusal is an `app.errors.DecisionRefused`; nothing here renders.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
-from app import metrics
+from app import errors, metrics
 from app.config import Policy
+from app.db import Store
+from app.db.models import Approval, Status
 from app.intake import Intake, from_rotor
 from app.rotor import RotorClient, RotorConflict, RotorError, RotorNotFound
 from app.slack.approvers import ApproverCheck
-from app.slack.blocks import escape, outcome_line
-from app.store import APPROVED, PENDING, Approval, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,8 @@ class InFlight:
         await self._idle.wait()
 
 
-@dataclass(frozen=True)
-class Outcome:
-    decided: bool
-    # What to tell the person who clicked (mrkdwn), or None when the message says it all.
-    notice: str | None = None
+def verb_for(status: str) -> str:
+    return "approve" if status == Status.APPROVED else "reject"
 
 
 class Decider:
@@ -67,90 +63,86 @@ class Decider:
         intake: Intake,
         wake_outbox: Callable[[], None],
     ) -> None:
-        self.store, self.rotor, self.policy, self.approvers = store, rotor, policy, approvers
+        self.approvals, self.rotor, self.policy, self.approvers = (
+            store.approvals,
+            rotor,
+            policy,
+            approvers,
+        )
         self.intake, self._wake = intake, wake_outbox
         self.in_flight = InFlight()
 
     async def load(self, approval_id: str) -> Approval:
         """The stored approval; one listed by Rotor but never seen here is recorded first."""
-        approval = await self.store.get(approval_id)
+        approval = await self.approvals.get(approval_id)
         if approval is None:
-            await self.intake.accept(from_rotor(await self.rotor.get_approval(approval_id)))
-            approval = await self.store.get(approval_id)
+            try:
+                found = await self.rotor.get_approval(approval_id)
+            except RotorNotFound:
+                raise errors.ApprovalUnknown(approval_id) from None
+            except RotorError as e:
+                metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
+                raise errors.RotorUnreachable(str(e)) from None
+            await self.intake.accept(from_rotor(found))
+            approval = await self.approvals.get(approval_id)
         return approval
 
-    async def vet(
-        self, approval_id: str, user: str, verb: str
-    ) -> tuple[Approval | None, str | None]:
-        """The approval if `user` may `verb` it now, else what to tell them (mrkdwn)."""
-        try:
-            approval = await self.load(approval_id)
-        except RotorNotFound:
-            return None, f"Rotor does not know approval `{approval_id}`."
-        except RotorError as e:
-            metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
-            return None, f"Could not reach Rotor ({escape(str(e))}). Nothing changed."
+    async def vet(self, approval_id: str, user: str, verb: str) -> Approval:
+        """The approval, if `user` may `verb` it now; else raises why not."""
+        approval = await self.load(approval_id)
         if not await self.approvers.allowed(user, self.policy.approvers_for(approval.queue_name)):
             metrics.DECISIONS.labels(outcome="forbidden").inc()
             log.info("refused: not an approver", extra={"approval_id": approval_id, "user": user})
-            return None, (
-                f"You are not an approver for *{escape(approval.queue_name)}*, "
-                f"so you cannot {verb} this job."
-            )
-        if approval.status != PENDING:
-            return None, f"Already decided: {outcome_line(approval)}"
-        return approval, None
+            raise errors.NotAnApprover(approval.queue_name, verb)
+        if approval.status != Status.PENDING:
+            raise errors.AlreadyDecided(approval)
+        return approval
 
     async def decide(
         self, approval_id: str, user: str, status: str, reason: str | None = None
-    ) -> Outcome:
+    ) -> None:
+        """Decide in Rotor and record it; raises `errors.DecisionRefused` when it did not."""
         with self.in_flight.track():
-            return await self._decide(approval_id, user, status, reason)
+            await self._decide(approval_id, user, status, reason)
 
-    async def _decide(
-        self, approval_id: str, user: str, status: str, reason: str | None
-    ) -> Outcome:
+    async def _decide(self, approval_id: str, user: str, status: str, reason: str | None) -> None:
         extra = {"approval_id": approval_id, "user": user}
-        verb = "approve" if status == APPROVED else "reject"
-        _, refusal = await self.vet(approval_id, user, verb)
-        if refusal:
-            return Outcome(False, refusal)
-        if not await self.store.claim_decision(approval_id, user, CLAIM_HOLD):
-            current = await self.store.get(approval_id)
-            if current.status != PENDING:
-                return Outcome(False, f"Already decided: {outcome_line(current)}")
-            return Outcome(False, f"<@{current.claimed_by}> is deciding this approval right now.")
+        verb = verb_for(status)
+        await self.vet(approval_id, user, verb)
+        if not await self.approvals.claim_decision(approval_id, user, CLAIM_HOLD):
+            current = await self.approvals.get(approval_id)
+            if current.status != Status.PENDING:
+                raise errors.AlreadyDecided(current)
+            raise errors.ClaimHeld(current.claimed_by)
         try:
-            if status == APPROVED:
+            if status == Status.APPROVED:
                 await self.rotor.approve(approval_id)
             else:
                 await self.rotor.reject(approval_id, reason or "")
         except RotorConflict:
-            return await self._decided_elsewhere(approval_id, user)
+            await self._decided_elsewhere(approval_id, user)
         except RotorError as e:
-            await self.store.release_claim(approval_id, user)
+            await self.approvals.release_claim(approval_id, user)
             metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
             metrics.DECISIONS.labels(outcome="rotor_error").inc()
             log.warning("decision failed at Rotor: %s", e, extra=extra)
-            return Outcome(
-                False, f"Could not {verb}: {escape(str(e))}. Nothing was decided; try again."
-            )
-        await self.store.record_decision(approval_id, status, user, reason)
+            raise errors.RotorFailed(verb, str(e)) from None
+        await self.approvals.record_decision(approval_id, status, user, reason)
         self._wake()
         metrics.DECISIONS.labels(outcome=status).inc()
         log.info("decided: %s", status, extra=extra)
-        return Outcome(True)
 
-    async def _decided_elsewhere(self, approval_id: str, user: str) -> Outcome:
+    async def _decided_elsewhere(self, approval_id: str, user: str) -> None:
+        """Rotor answered 409: record its real state; always raises."""
         try:
             real = await self.rotor.get_approval(approval_id)
         except RotorError as e:
-            await self.store.release_claim(approval_id, user)
-            return Outcome(False, f"Rotor says this approval is no longer pending ({e}).")
-        if real.status == PENDING:
-            await self.store.release_claim(approval_id, user)
-            return Outcome(False, "Rotor refused the decision; the approval is still pending.")
-        await self.store.record_decision(approval_id, real.status, None, real.reason)
+            await self.approvals.release_claim(approval_id, user)
+            raise errors.ConflictUnverified(str(e)) from None
+        if real.status == Status.PENDING:
+            await self.approvals.release_claim(approval_id, user)
+            raise errors.StillPending()
+        await self.approvals.record_decision(approval_id, real.status, None, real.reason)
         self._wake()
         metrics.DECISIONS.labels(outcome="conflict").inc()
-        return Outcome(False, f"This approval was already *{real.status}* outside Slack.")
+        raise errors.DecidedElsewhere(real.status)

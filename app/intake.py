@@ -6,8 +6,9 @@ from collections.abc import Callable
 from datetime import UTC
 
 from app.config import Policy
+from app.db import Store
+from app.db.models import Approval, utcnow
 from app.rotor import RotorApproval
-from app.store import Approval, Store, utcnow
 
 
 def from_rotor(approval: RotorApproval) -> Approval:
@@ -26,12 +27,12 @@ def from_rotor(approval: RotorApproval) -> Approval:
 
 class Intake:
     def __init__(self, store: Store, policy: Policy, wake_outbox: Callable[[], None]) -> None:
-        self._store, self._policy, self._wake = store, policy, wake_outbox
+        self._approvals, self._policy, self._wake = store.approvals, policy, wake_outbox
 
     async def accept(self, approval: Approval) -> bool:
         """Record a new approval with its post task; False when it is known already."""
         channel = self._policy.channel_for(approval.queue_name)
-        if not await self._store.record_approval(approval, channel):
+        if not await self._approvals.record(approval, channel):
             return False
         self._wake()
         return True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,12 +17,14 @@ from starlette.routing import Route
 
 from app import metrics
 from app.config import Policy, Settings
+from app.db import Store
+from app.db.models import utcnow
 from app.decisions import Decider
 from app.intake import Intake
 from app.rotor import RotorClient
+from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
-from app.slack.listeners import build_bolt_app
-from app.store import Store, utcnow
+from app.slack.listeners import Services
 from app.webhooks import MAX_BODY, webhook_endpoint
 from app.workers.outbox import Outbox
 from app.workers.reminders import Reminders
@@ -89,7 +90,8 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     decider = Decider(store, rotor, policy, ApproverCheck(slack), intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
-    bolt = build_bolt_app(slack, settings.slack_signing_secret.get_secret_value(), decider, rotor)
+    services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
+    bolt = build_bolt_app(slack, settings.slack_signing_secret.get_secret_value(), services)
     slack_handler = AsyncSlackRequestHandler(bolt)
     workers = {"outbox": outbox, "reminders": reminders, "sync": sync}
     running: dict[str, asyncio.Task] = {}
@@ -123,10 +125,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
 
     async def readyz(_request: Request) -> Response:
         problems = [name for name, task in running.items() if task.done()]
-        for name, worker in workers.items():
-            # A worker that has not come round its loop for several periods is stuck.
-            if time.monotonic() - worker.heartbeat > 3 * worker.period + 30:
-                problems.append(f"{name} stuck")
+        problems += [f"{name} stuck" for name, worker in workers.items() if worker.stuck()]
         try:
             await asyncio.wait_for(store.ping(), 5)
         except Exception as e:
@@ -137,7 +136,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
 
     async def metrics_endpoint(_request: Request) -> Response:
         with contextlib.suppress(Exception):
-            waiting, failed, oldest = await store.outbox_stats()
+            waiting, failed, oldest = await store.outbox.stats()
             metrics.OUTBOX_DEPTH.set(waiting)
             metrics.OUTBOX_FAILED.set(failed)
             metrics.OUTBOX_OLDEST.set((utcnow() - oldest).total_seconds() if oldest else 0)

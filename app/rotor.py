@@ -1,4 +1,10 @@
-"""Typed client for the Rotor approvals API."""
+"""Typed client for the Rotor approvals API.
+
+    RotorError                 Rotor could not be reached or answered something unusable
+     ├── RotorUnavailable      connection failure, timeout, 429 or 5xx: worth trying again
+     ├── RotorConflict         409: the approval is no longer pending
+     └── RotorNotFound         404: Rotor does not know the approval
+"""
 
 from __future__ import annotations
 
@@ -52,19 +58,34 @@ class RotorNotFound(RotorError):
 
 
 class RotorClient:
-    """Transient faults (connection errors, timeouts, 429, 5xx) are retried with backoff."""
+    """Transient faults (connection errors, timeouts, 429, 5xx) are retried with backoff.
+
+    Use as `async with RotorClient(...) as rotor:`, or call `close()` when done.
+    """
 
     def __init__(
-        self, base_url: str, api_key: str, timeout: float = 10.0, retries: int = 2
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float = 10.0,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._retries = retries
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "rotor-slack"},
             timeout=timeout,
+            transport=transport,
             # Rotor is reached directly; a proxy from the environment is not ours to use.
             trust_env=False,
         )
+
+    async def __aenter__(self) -> RotorClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
         await self._http.aclose()

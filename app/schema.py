@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from app.config import ConfigError
-from app.store import Store
+from app.db import Store
 
 # Any constant: replicas starting together with --migrate take turns on it.
 _MIGRATION_LOCK = 7_265_417

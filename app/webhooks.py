@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import metrics
+from app.db.models import Approval, utcnow
 from app.rotor import APPROVAL_ID_PATTERN
-from app.store import Approval, utcnow
 
 log = logging.getLogger(__name__)
 

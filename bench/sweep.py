@@ -20,7 +20,8 @@ from sqlmodel import select
 
 from app import schema
 from app.config import parse_policy
-from app.store import PENDING, Approval, Store, utcnow
+from app.db import Store
+from app.db.models import Approval, Status, utcnow
 from app.workers.reminders import Reminders
 
 POLICY = parse_policy('[slack]\ndefault_channel = "C0BENCH"\n[reminders]\nevery = "1h"\n')
@@ -39,7 +40,7 @@ async def fill(store: Store, size: int) -> int:
                 "queue_name": f"q{i % 7}",
                 "payload": {"i": i, "note": "x" * 100},
                 "created_at": now - timedelta(hours=2),
-                "status": PENDING,
+                "status": Status.PENDING,
                 "channel": "C0BENCH",
                 "ts": f"1700000000.{i:06d}",
                 "reminders_sent": 0,
@@ -62,7 +63,8 @@ async def measure(database: str, size: int) -> tuple[int, float, float]:
         due = await fill(store, size)
         started = time.perf_counter()
         async with store.session() as s:
-            pending = (await s.exec(select(Approval).where(Approval.status == PENDING))).all()
+            query = select(Approval).where(Approval.status == Status.PENDING)
+            pending = (await s.exec(query)).all()
             [a for a in pending if a.next_reminder_at <= utcnow()]
         scan = time.perf_counter() - started
         started = time.perf_counter()

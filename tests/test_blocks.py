@@ -9,9 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.db.models import Approval, Status
 from app.sandbox.slack import MODAL_BLOCKS_MAX, validate_blocks
-from app.slack import blocks
-from app.store import APPROVED, REJECTED, Approval
+from app.slack.blocks.approval import Message, approval_message, reminder_text
+from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
+from app.slack.blocks.modals import payload_modal
+from app.slack.blocks.text import MASK, PREVIEW_CHARS, age, escape, preview
+from app.slack.commands import ListQuery, parse_list_command
 from tests.conftest import LIVE, mrkdwn_texts
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -35,7 +39,7 @@ def make(payload, queue="payments", job="job_1", **fields) -> Approval:
     )
 
 
-def assert_safe(message: blocks.Message, ours: str = "") -> None:
+def assert_safe(message: Message, ours: str = "") -> None:
     """Valid Block Kit, and no live sequence but dates and the mention we put in (`ours`)."""
     rendered = message.blocks_json()
     validate_blocks(rendered)
@@ -49,18 +53,18 @@ def assert_safe(message: blocks.Message, ours: str = "") -> None:
 @given(payload=json_values, queue=st.text(min_size=1, max_size=600), job=st.text(min_size=1))
 def test_any_payload_renders_valid_block_kit_with_nothing_live(payload, queue, job):
     approval = make(payload, queue, job)
-    assert_safe(blocks.approval_message(approval))
-    approval.status, approval.decided_by, approval.decided_at = REJECTED, "U0CAROL", NOW
+    assert_safe(approval_message(approval))
+    approval.status, approval.decided_by, approval.decided_at = Status.REJECTED, "U0CAROL", NOW
     approval.reason = job
-    assert_safe(blocks.approval_message(approval), ours="<@U0CAROL>")
-    modal = blocks.payload_modal(approval).to_dict()
+    assert_safe(approval_message(approval), ours="<@U0CAROL>")
+    modal = payload_modal(approval).to_dict()
     validate_blocks(modal["blocks"], modal=True)
 
 
 @settings(max_examples=50, deadline=None)
 @given(text=st.text())
 def test_escape_leaves_no_control_characters(text):
-    escaped = blocks.escape(text)
+    escaped = escape(text)
     assert "<" not in escaped and ">" not in escaped
     assert escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text
 
@@ -71,23 +75,23 @@ def test_secret_looking_keys_are_masked_anywhere():
         "items": [{"access_token": "t"}, {"authorization": "Bearer z"}],
         "client_secret": {"nested": "s"},
     }
-    text, cut = blocks.preview(payload)
+    text, cut = preview(payload)
     assert not cut
     shown = json.loads(text)
     assert shown["user"] == {
-        "Password": blocks.MASK,
-        "api_key": blocks.MASK,
-        "x-api-key": blocks.MASK,
+        "Password": MASK,
+        "api_key": MASK,
+        "x-api-key": MASK,
         "name": "ann",
     }
-    assert shown["items"] == [{"access_token": blocks.MASK}, {"authorization": blocks.MASK}]
-    assert shown["client_secret"] == blocks.MASK
+    assert shown["items"] == [{"access_token": MASK}, {"authorization": MASK}]
+    assert shown["client_secret"] == MASK
 
 
 def test_long_payload_is_cut_with_a_view_button():
-    message = blocks.approval_message(make({"blob": "x" * 10_000}))
-    text, cut = blocks.preview({"blob": "x" * 10_000})
-    assert cut and len(text) == blocks.PREVIEW_CHARS
+    message = approval_message(make({"blob": "x" * 10_000}))
+    text, cut = preview({"blob": "x" * 10_000})
+    assert cut and len(text) == PREVIEW_CHARS
     actions = [
         e["action_id"]
         for b in message.blocks_json()
@@ -102,7 +106,7 @@ def test_long_payload_is_cut_with_a_view_button():
 
 
 def test_short_payload_has_no_view_button():
-    rendered = blocks.approval_message(make({"a": 1})).blocks_json()
+    rendered = approval_message(make({"a": 1})).blocks_json()
     ids = [
         e["action_id"].split(":")[0]
         for b in rendered
@@ -113,15 +117,15 @@ def test_short_payload_has_no_view_button():
 
 
 def test_decided_message_keeps_the_preview_block_and_drops_the_buttons():
-    approval = make({"a": 1}, status=APPROVED, decided_by=None, decided_at=NOW)
-    rendered = blocks.approval_message(approval).blocks_json()
+    approval = make({"a": 1}, status=Status.APPROVED, decided_by=None, decided_at=NOW)
+    rendered = approval_message(approval).blocks_json()
     assert [b["block_id"] for b in rendered] == ["title", "facts", "preview", "outcome"]
     assert "Approved* outside Slack" in rendered[-1]["text"]["text"]
 
 
 def test_huge_payload_modal_stays_within_limits():
     approval = make({"rows": ["y" * 1000] * 1000})
-    view = blocks.payload_modal(approval).to_dict()
+    view = payload_modal(approval).to_dict()
     assert len(view["blocks"]) <= MODAL_BLOCKS_MAX
     assert len(json.dumps(view)) < 250_000
     assert "more characters are not shown" in json.dumps(view["blocks"][-1])
@@ -138,20 +142,20 @@ def test_huge_payload_modal_stays_within_limits():
     ],
 )
 def test_list_command_parsing(text, status, queue):
-    assert blocks.parse_list_command(text) == blocks.ListQuery(status, queue)
+    assert parse_list_command(text) == ListQuery(status, queue)
 
 
 @pytest.mark.parametrize("text", ["help", "a b", "pending a b"])
 def test_list_command_help(text):
-    assert blocks.parse_list_command(text) is None
+    assert parse_list_command(text) is None
 
 
 def test_list_page_fits_a_message():
     items = [
-        blocks.ListItem(f"apv_{i:032x}", "<!here>", "j", "pending", {"t": "<@U1>"}, NOW)
-        for i in range(blocks.LIST_PAGE_SIZE)
+        ListItem(f"apv_{i:032x}", "<!here>", "j", "pending", {"t": "<@U1>"}, NOW)
+        for i in range(LIST_PAGE_SIZE)
     ]
-    rendered = blocks.approvals_list(items, blocks.ListQuery(), "cursor", NOW, 3)
+    rendered = approvals_list(items, ListQuery(), "cursor", NOW, 3)
     as_json = [b.to_dict() for b in rendered]
     validate_blocks(as_json)
     for text in mrkdwn_texts(as_json):
@@ -163,10 +167,10 @@ def test_list_page_fits_a_message():
     [(5, "just now"), (300, "5 min"), (3600, "1 h"), (3720, "1 h 2 min"), (3 * 86400, "3 d")],
 )
 def test_age(seconds, text):
-    assert blocks.age(NOW - timedelta(seconds=seconds), NOW) == text
+    assert age(NOW - timedelta(seconds=seconds), NOW) == text
 
 
 def test_reminder_mentions_users_and_groups():
-    text = blocks.reminder_text(make({}), ["U0CAROL", "S0FINANCE"], NOW)
+    text = reminder_text(make({}), ["U0CAROL", "S0FINANCE"], NOW)
     assert text.startswith("<@U0CAROL> <!subteam^S0FINANCE>: ")
     assert "2 h" in text

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 from app import schema
-from app.store import Store
+from app.db import Store
 
 
 def run(coro):

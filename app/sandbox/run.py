@@ -57,9 +57,9 @@ def channels_of(policy: Policy) -> list[str]:
 def run_sandbox(port: int, config: Path | None) -> None:
     """The service, the stand-ins and the workspace page, in one process on loopback."""
     from app import logs, schema
+    from app.db import Store
     from app.main import create_app
     from app.sandbox.workspace import workspace_app
-    from app.store import Store
 
     keys = new_secrets()
     policy_path = config or load_settings().policy_path()

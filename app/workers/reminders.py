@@ -2,41 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
 from app import metrics
 from app.config import Policy
-from app.store import ESCALATE, REMIND, Approval, Nudge, Store, utcnow
+from app.db import Store
+from app.db.approvals import Nudge
+from app.db.models import Approval, TaskKind, utcnow
+from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
 
 PAGE = 500
 
 
-class Reminders:
+class Reminders(Worker):
+    name = "reminders"
+
     def __init__(self, store: Store, policy: Policy, wake_outbox: Callable[[], None]) -> None:
-        self.store, self.policy, self._wake = store, policy.reminders, wake_outbox
-        self.heartbeat = time.monotonic()
+        super().__init__()
+        self.approvals, self.policy, self._wake = store.approvals, policy.reminders, wake_outbox
         self.period = self.policy.check_every.total_seconds()
 
-    async def run(self) -> None:
-        while True:
-            self.heartbeat = time.monotonic()
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("reminders: sweep failed")
-            await asyncio.sleep(self.period)
+    async def round(self) -> None:
+        await self.sweep()
 
     async def sweep(self) -> int:
         """Queue every due reminder or escalation, a page at a time; returns how many."""
         now, queued = utcnow(), 0
-        while due := await self.store.due_reminders(now, PAGE):
-            done = await self.store.schedule_reminders([self._nudge(a, now) for a in due])
+        while due := await self.approvals.due_reminders(now, PAGE):
+            done = await self.approvals.schedule_reminders([self._nudge(a, now) for a in due])
             for approval_id in done:
                 log.info("reminders: queued", extra={"approval_id": approval_id})
             metrics.MESSAGES.labels(kind="nudge_queued").inc(len(done))
@@ -51,11 +48,11 @@ class Reminders:
         if approval.reminders_sent >= self.policy.escalate_after:
             # The last word: no more reminders after the escalation.
             lane = self.policy.escalation_channel or approval.channel
-            return Nudge(approval.id, approval.next_reminder_at, ESCALATE, lane, None)
+            return Nudge(approval.id, approval.next_reminder_at, TaskKind.ESCALATE, lane, None)
         return Nudge(
             approval.id,
             approval.next_reminder_at,
-            REMIND,
+            TaskKind.REMIND,
             approval.channel,
             now + self.policy.every,
         )

@@ -1,0 +1,17 @@
+"""Storage (SQLModel on SQLite or PostgreSQL): one module per table, over one `Database`.
+
+`Store` bundles them for the rest of the service: `store.approvals`, `store.outbox`.
+"""
+
+from __future__ import annotations
+
+from app.db.approvals import Approvals
+from app.db.engine import Database
+from app.db.outbox import OutboxTasks
+
+
+class Store(Database):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.approvals = Approvals(self)
+        self.outbox = OutboxTasks(self)

@@ -1,0 +1,148 @@
+"""The approvals table: recording, decision claims, decisions and reminder scheduling.
+
+Every change that Slack must show is written with its outbox task in one transaction, so
+nothing is lost between the database and Slack. Claims are conditional updates, so concurrent
+clicks, workers and replicas never do the same thing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from app.db.engine import Database
+from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+
+_APPROVALS, _OUTBOX = Approval.__table__, OutboxTask.__table__
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """A reminder or escalation to queue for an approval due at `due_at`."""
+
+    approval_id: str
+    due_at: datetime
+    kind: TaskKind
+    lane: str
+    next_at: datetime | None
+
+
+class Approvals:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, approval: Approval, channel: str) -> bool:
+        """Store a new approval and its post task. False when the id is known already."""
+        # Core statements with bound parameters: compiled once, cheap on the webhook path.
+        row = {column.name: getattr(approval, column.name) for column in _APPROVALS.columns}
+        task = {"approval_id": approval.id, "kind": TaskKind.POST, "lane": channel}
+        try:
+            async with self._db.session() as s:
+                conn = await s.connection()
+                await conn.execute(_APPROVALS.insert(), row)
+                await conn.execute(_OUTBOX.insert(), task)
+        except IntegrityError:
+            return False
+        return True
+
+    async def get(self, approval_id: str) -> Approval | None:
+        async with self._db.session() as s:
+            return await s.get(Approval, approval_id)
+
+    async def known_ids(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        async with self._db.session() as s:
+            rows = await s.exec(select(Approval.id).where(Approval.id.in_(ids)))
+            return set(rows.all())
+
+    async def pending(self, limit: int = 1000) -> list[Approval]:
+        async with self._db.session() as s:
+            rows = await s.exec(
+                select(Approval).where(Approval.status == Status.PENDING).limit(limit)
+            )
+            return list(rows.all())
+
+    # --- decisions -------------------------------------------------------------------------
+
+    async def claim_decision(self, approval_id: str, user: str, hold: timedelta) -> bool:
+        """Take the right to decide, so concurrent clicks make one Rotor call."""
+        now = utcnow()
+        async with self._db.session() as s:
+            result = await s.exec(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.status == Status.PENDING)
+                .where(or_(Approval.claimed_until.is_(None), Approval.claimed_until < now))
+                .values(claimed_by=user, claimed_until=now + hold)
+            )
+            return result.rowcount == 1
+
+    async def release_claim(self, approval_id: str, user: str) -> None:
+        async with self._db.session() as s:
+            await s.exec(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.claimed_by == user)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
+    async def record_decision(
+        self,
+        approval_id: str,
+        status: str,
+        decided_by: str | None,
+        reason: str | None = None,
+    ) -> bool:
+        """Mark a pending approval decided and queue the message update. False if not pending."""
+        async with self._db.session() as s:
+            approval = await s.get(Approval, approval_id, with_for_update=True)
+            if approval is None or approval.status != Status.PENDING:
+                return False
+            approval.status = status
+            approval.decided_by = decided_by
+            approval.decided_at = utcnow()
+            approval.reason = reason
+            approval.claimed_by = approval.claimed_until = None
+            approval.next_reminder_at = None
+            lane = f"update:{approval.channel or ''}"
+            s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+            return True
+
+    # --- reminders -------------------------------------------------------------------------
+
+    async def due_reminders(self, now: datetime, limit: int = 200) -> list[Approval]:
+        async with self._db.session() as s:
+            rows = await s.exec(
+                select(Approval)
+                .where(Approval.next_reminder_at <= now)
+                .order_by(Approval.next_reminder_at)
+                .limit(limit)
+            )
+            return list(rows.all())
+
+    async def schedule_reminders(self, nudges: list[Nudge]) -> list[str]:
+        """Queue reminders and escalations in one transaction; each moves its row's due time
+        on, and only if the row is still due at the time read (so once per due time, whatever
+        the number of replicas). Returns the approval ids queued."""
+        queued = []
+        async with self._db.session() as s:
+            for nudge in nudges:
+                result = await s.exec(
+                    update(Approval)
+                    .where(Approval.id == nudge.approval_id, Approval.status == Status.PENDING)
+                    .where(Approval.next_reminder_at == nudge.due_at)
+                    .values(
+                        next_reminder_at=nudge.next_at,
+                        reminders_sent=Approval.reminders_sent
+                        + (1 if nudge.kind == TaskKind.REMIND else 0),
+                    )
+                )
+                if result.rowcount == 1:
+                    s.add(
+                        OutboxTask(approval_id=nudge.approval_id, kind=nudge.kind, lane=nudge.lane)
+                    )
+                    queued.append(nudge.approval_id)
+        return queued

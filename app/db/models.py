@@ -1,0 +1,71 @@
+"""The tables: approvals and the outbox of work bound for Slack. Statuses and kinds as StrEnums."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+from app import clock
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class TaskKind(StrEnum):
+    POST = "post"
+    UPDATE = "update"
+    REMIND = "remind"
+    ESCALATE = "escalate"
+
+
+def utcnow() -> datetime:
+    return clock.now()
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"
+
+    id: str = Field(primary_key=True, max_length=36)
+    job_id: str
+    queue_name: str = Field(index=True)
+    payload: Any = Field(default=None, sa_column=Column(JSON))
+    workspace_id: str | None = None
+    created_at: datetime
+    status: str = Field(default=Status.PENDING, index=True)
+    # The Slack message, once posted.
+    channel: str | None = None
+    ts: str | None = None
+    # A click in progress holds the decision until claimed_until.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    # decided_by is a Slack user id, or None when decided outside Slack.
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    reminders_sent: int = 0
+    # Set while a reminder is due in future; cleared on decision. Indexed for the sweep.
+    next_reminder_at: datetime | None = Field(default=None, index=True)
+
+
+class OutboxTask(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_lane_id", "lane", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: str = Field(foreign_key="approvals.id")
+    kind: str
+    # Tasks in one lane run one at a time, in id order (posts to one channel keep their order).
+    lane: str
+    created_at: datetime = Field(default_factory=utcnow)
+    not_before: datetime = Field(default_factory=utcnow, index=True)
+    attempts: int = 0
+    locked_until: datetime | None = None
+    last_error: str | None = None
+    failed: bool = False

@@ -1,0 +1,159 @@
+"""The outbox table: tasks bound for Slack, claimed a lane's head run at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, delete, func, or_, update
+from sqlmodel import select
+
+from app.db.engine import Database
+from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+
+
+class _Taken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where Slack put an approval's message, and when its first reminder is due."""
+
+    approval_id: str
+    channel: str
+    ts: str
+    first_reminder: datetime
+
+
+class OutboxTasks:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def due_lanes(self, now: datetime) -> list[str]:
+        async with self._db.session() as s:
+            rows = await s.exec(
+                select(OutboxTask.lane)
+                .where(OutboxTask.failed.is_(False), OutboxTask.not_before <= now)
+                .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
+                .distinct()
+            )
+            return list(rows.all())
+
+    async def claim_run(
+        self, lane: str, lease: timedelta, limit: int
+    ) -> list[tuple[OutboxTask, Approval]]:
+        """Up to `limit` tasks from the head of a lane, with their approvals, if due and free.
+
+        Only the head run is taken, in id order, so a lane's tasks never overtake each other,
+        whichever worker or replica holds them.
+        """
+        now = utcnow()
+        try:
+            async with self._db.session() as s:
+                heads = (
+                    await s.exec(
+                        select(OutboxTask)
+                        .where(OutboxTask.lane == lane, OutboxTask.failed.is_(False))
+                        .order_by(OutboxTask.id)
+                        .limit(limit)
+                    )
+                ).all()
+                run = []
+                for task in heads:
+                    if task.not_before > now or (task.locked_until or now) > now:
+                        break
+                    run.append(task)
+                if not run:
+                    return []
+                ids = [task.id for task in run]
+                result = await s.exec(
+                    update(OutboxTask)
+                    .where(OutboxTask.id.in_(ids))
+                    .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
+                    .values(locked_until=now + lease, attempts=OutboxTask.attempts + 1)
+                    # The loaded tasks are counted below, once (the ORM would count them too).
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != len(ids):
+                    raise _Taken  # another worker got there first: take nothing
+                wanted = {task.approval_id for task in run}
+                approvals = (await s.exec(select(Approval).where(Approval.id.in_(wanted)))).all()
+        except _Taken:
+            return []
+        by_id = {a.id: a for a in approvals}
+        for task in run:
+            task.attempts += 1
+        return [(task, by_id[task.approval_id]) for task in run]
+
+    async def release(self, task_ids: list[int]) -> None:
+        """Hand back claimed tasks that were not tried (their attempt does not count)."""
+        if task_ids:
+            async with self._db.session() as s:
+                await s.exec(
+                    update(OutboxTask)
+                    .where(OutboxTask.id.in_(task_ids))
+                    .values(locked_until=None, attempts=OutboxTask.attempts - 1)
+                )
+
+    async def finish(self, task_id: int, posted: Posted | None = None) -> None:
+        """Done with a task; a post's message is recorded in the same transaction."""
+        async with self._db.session() as s:
+            await s.exec(delete(OutboxTask).where(OutboxTask.id == task_id))
+            if posted is None:
+                return
+            unscheduled = and_(
+                Approval.status == Status.PENDING, Approval.next_reminder_at.is_(None)
+            )
+            await s.exec(
+                update(Approval)
+                .where(Approval.id == posted.approval_id)
+                .values(
+                    channel=posted.channel,
+                    ts=posted.ts,
+                    next_reminder_at=case(
+                        (unscheduled, posted.first_reminder), else_=Approval.next_reminder_at
+                    ),
+                )
+            )
+
+    async def retry_later(self, task_id: int, not_before: datetime, error: str) -> None:
+        await self._set(task_id, not_before=not_before, locked_until=None, last_error=error)
+
+    async def reroute(self, task_id: int, lane: str, error: str) -> None:
+        await self._set(
+            task_id, lane=lane, not_before=utcnow(), locked_until=None, last_error=error
+        )
+
+    async def fail(self, task_id: int, error: str) -> None:
+        await self._set(task_id, failed=True, locked_until=None, last_error=error)
+
+    async def _set(self, task_id: int, **values: object) -> None:
+        async with self._db.session() as s:
+            await s.exec(update(OutboxTask).where(OutboxTask.id == task_id).values(**values))
+
+    async def retry_failed(self, channel_for: Callable[[str], str]) -> int:
+        """Put every failed task back in line (posts at their queue's channel); how many."""
+        async with self._db.session() as s:
+            failed = (await s.exec(select(OutboxTask).where(OutboxTask.failed.is_(True)))).all()
+            for task in failed:
+                task.failed, task.attempts, task.not_before = False, 0, utcnow()
+                task.locked_until = None
+                if task.kind == TaskKind.POST:
+                    approval = await s.get(Approval, task.approval_id)
+                    task.lane = channel_for(approval.queue_name)
+            return len(failed)
+
+    async def stats(self) -> tuple[int, int, datetime | None]:
+        """(tasks waiting, tasks failed, creation time of the oldest waiting task)."""
+        async with self._db.session() as s:
+            waiting, oldest = (
+                await s.exec(
+                    select(func.count(), func.min(OutboxTask.created_at)).where(
+                        OutboxTask.failed.is_(False)
+                    )
+                )
+            ).one()
+            failed = (await s.exec(select(func.count()).where(OutboxTask.failed.is_(True)))).one()
+            return waiting, failed, oldest

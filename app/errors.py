@@ -1,0 +1,74 @@
+"""The domain's errors: why a decision from Slack did not happen. They carry data, not text;
+`app.slack.notices` says each to the person who clicked.
+
+    DecisionRefused
+     ├── ApprovalUnknown     Rotor does not know the approval id
+     ├── RotorUnreachable    Rotor failed while loading the approval; nothing changed
+     ├── NotAnApprover       the person is not on the queue's approver list
+     ├── AlreadyDecided      the approval is no longer pending here
+     ├── ClaimHeld           someone else's click is deciding it right now
+     ├── RotorFailed         Rotor failed the decision; the claim was released
+     ├── DecidedElsewhere    Rotor answered 409: decided outside Slack (recorded)
+     ├── StillPending        Rotor answered 409 but still lists it pending
+     └── ConflictUnverified  Rotor answered 409 and could not be read back
+"""
+
+from __future__ import annotations
+
+from app.db.models import Approval
+
+
+class DecisionRefused(Exception):
+    """Nothing was decided by this click; the person is told why."""
+
+
+class ApprovalUnknown(DecisionRefused):
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(approval_id)
+        self.approval_id = approval_id
+
+
+class RotorUnreachable(DecisionRefused):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotAnApprover(DecisionRefused):
+    def __init__(self, queue_name: str, verb: str) -> None:
+        super().__init__(queue_name, verb)
+        self.queue_name, self.verb = queue_name, verb
+
+
+class AlreadyDecided(DecisionRefused):
+    def __init__(self, approval: Approval) -> None:
+        super().__init__(approval.id)
+        self.approval = approval
+
+
+class ClaimHeld(DecisionRefused):
+    def __init__(self, claimed_by: str | None) -> None:
+        super().__init__(claimed_by)
+        self.claimed_by = claimed_by
+
+
+class RotorFailed(DecisionRefused):
+    def __init__(self, verb: str, detail: str) -> None:
+        super().__init__(verb, detail)
+        self.verb, self.detail = verb, detail
+
+
+class DecidedElsewhere(DecisionRefused):
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class StillPending(DecisionRefused):
+    pass
+
+
+class ConflictUnverified(DecisionRefused):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

@@ -1,0 +1,54 @@
+"""The bolt app: listeners registered by id, services and the answer URL put in every request's
+context, and one error handler that tells the person why nothing was decided."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app import errors
+from app.slack.ids import ActionId, CallbackId, RejectForm
+from app.slack.listeners import Services, decide, listing
+from app.slack.notices import notice
+from app.slack.respond import tell
+
+log = logging.getLogger(__name__)
+
+
+def answer_url(body: dict) -> str | None:
+    """Where to answer the person: the request's response_url, or the one a modal carries."""
+    if body.get("response_url"):
+        return body["response_url"]
+    view = body.get("view") or {}
+    form = RejectForm.load(view.get("private_metadata") or "")
+    return form.response_url if form else None
+
+
+def build_bolt_app(client: AsyncWebClient, signing_secret: str, services: Services) -> AsyncApp:
+    app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=False)
+
+    @app.middleware
+    async def carry(context: AsyncBoltContext, body: dict, next_: Callable[[], Awaitable]):
+        context["services"] = services
+        context["response_url"] = answer_url(body)
+        await next_()
+
+    app.action(ActionId.APPROVE.pattern())(decide.approve)
+    app.action(ActionId.REJECT.pattern())(decide.reject)
+    app.action(ActionId.VIEW_PAYLOAD.pattern())(decide.view_payload)
+    app.view(CallbackId.REJECT.value)(decide.reject_submitted)
+    app.command("/approvals")(listing.approvals_command)
+    app.action(ActionId.LIST_MORE.value)(listing.more)
+
+    @app.error
+    async def explain(error: Exception, context: AsyncBoltContext) -> None:
+        if isinstance(error, errors.DecisionRefused):
+            await tell(context.get("response_url"), notice(error))
+            return
+        log.error("listener failed: %s", error, exc_info=error)
+
+    return app

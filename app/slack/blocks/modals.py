@@ -1,0 +1,64 @@
+"""Modals: the reject reason form and the full payload."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    InputBlock,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from app.db.models import Approval
+from app.slack.blocks.text import clip, code_block, escape, mrkdwn, pretty_payload
+from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, CallbackId, RejectForm
+
+MODAL_CHUNK_CHARS = 2900
+MODAL_MAX_CHARS = 150_000  # views.open refuses views over 250 KB
+
+
+def _job_on_queue(approval: Approval) -> str:
+    job, queue = escape(clip(approval.job_id, 200)), escape(clip(approval.queue_name, 200))
+    return f"`{job}` on *{queue}*"
+
+
+def reject_modal(approval: Approval, form: RejectForm) -> View:
+    return View(
+        type="modal",
+        callback_id=CallbackId.REJECT,
+        private_metadata=form.dump(),
+        title="Reject approval",
+        submit="Reject",
+        close="Cancel",
+        blocks=[
+            SectionBlock(
+                text=mrkdwn(f"Rejecting job {_job_on_queue(approval)}. Rejection is final.")
+            ),
+            InputBlock(
+                block_id=REASON_BLOCK,
+                label="Reason",
+                element=PlainTextInputElement(
+                    action_id=REASON_INPUT,
+                    multiline=True,
+                    max_length=REASON_MAX,
+                    placeholder="Why is this job rejected?",
+                ),
+            ),
+        ],
+    )
+
+
+def payload_modal(approval: Approval) -> View:
+    text = pretty_payload(approval.payload)
+    shown = text[:MODAL_MAX_CHARS]
+    chunks = [shown[i : i + MODAL_CHUNK_CHARS] for i in range(0, len(shown), MODAL_CHUNK_CHARS)]
+    blocks: list[Block] = [SectionBlock(text=mrkdwn(f"Job {_job_on_queue(approval)}"))]
+    blocks += [code_block(chunk, f"payload-{i}") for i, chunk in enumerate(chunks or [""])]
+    if len(text) > len(shown):
+        more = len(text) - len(shown)
+        note = f"{more:,} more characters are not shown; read the job in Rotor."
+        blocks.append(ContextBlock(elements=[PlainTextObject(text=note)]))
+    return View(type="modal", title="Payload", close="Close", blocks=blocks)

@@ -1,0 +1,70 @@
+"""What our Block Kit carries back to us: action and callback ids, button values and
+private_metadata as models, parsed once (in `slack.app`'s middleware) and never trusted blindly."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.rotor import APPROVAL_ID_PATTERN
+
+
+class ActionId(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    VIEW_PAYLOAD = "view_payload"
+    LIST_MORE = "list_more"
+
+    def on(self, approval_id: str) -> str:
+        """The action id of this action's button for one approval (unique within a list)."""
+        return f"{self}:{approval_id}"
+
+    def pattern(self) -> re.Pattern:
+        """Matches this action's buttons, whatever approval they are for."""
+        return re.compile(rf"^{self}:{APPROVAL_ID_PATTERN.strip('^$')}$")
+
+
+class CallbackId(StrEnum):
+    REJECT = "reject_reason"
+
+
+REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
+REASON_MAX = 3000
+
+
+class _Carried(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def dump(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def load(cls, text: str):
+        """The model, or None for anything that is not what we put there."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError:
+            return None
+
+
+class ListPage(_Carried):
+    """The "More" button's value: which list, where it goes on."""
+
+    status: str = Field(alias="s")
+    queue: str | None = Field(default=None, alias="q")
+    cursor: str = Field(alias="c")
+    page: int = Field(alias="p", ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def dump(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+class RejectForm(_Carried):
+    """The reject modal's private_metadata: which approval, and where to answer."""
+
+    id: str = Field(pattern=APPROVAL_ID_PATTERN)
+    response_url: str | None = None

@@ -1,0 +1,62 @@
+"""Approve and Reject buttons, the reject reason modal, and "View full payload"."""
+
+from __future__ import annotations
+
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.db.models import Status
+from app.slack.blocks.modals import payload_modal, reject_modal
+from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm
+from app.slack.listeners import services
+from app.slack.respond import open_modal, tell
+
+
+async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
+    await ack()
+    approval_id = action["value"]
+    await services(context).decider.decide(approval_id, body["user"]["id"], Status.APPROVED)
+    if body.get("container", {}).get("is_ephemeral"):
+        # The list itself does not change: say it worked.
+        await tell(context["response_url"], f"Approved `{approval_id}`.")
+
+
+async def reject(
+    ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext, client: AsyncWebClient
+) -> None:
+    await ack()
+    approval_id = action["value"]
+    approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
+    form = RejectForm(id=approval_id, response_url=body.get("response_url"))
+    await open_modal(client, body["trigger_id"], form.response_url, reject_modal(approval, form))
+
+
+async def reject_submitted(
+    ack: AsyncAck, body: dict, view: dict, context: AsyncBoltContext
+) -> None:
+    state = view["state"]["values"].get(REASON_BLOCK, {}).get(REASON_INPUT, {})
+    reason = (state.get("value") or "").strip()
+    if not reason:
+        await ack(response_action="errors", errors={REASON_BLOCK: "Give a reason."})
+        return
+    if len(reason) > REASON_MAX:
+        await ack(
+            response_action="errors",
+            errors={REASON_BLOCK: f"Keep it under {REASON_MAX} characters."},
+        )
+        return
+    await ack()
+    form = RejectForm.load(view["private_metadata"])
+    await services(context).decider.decide(form.id, body["user"]["id"], Status.REJECTED, reason)
+
+
+async def view_payload(
+    ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext, client: AsyncWebClient
+) -> None:
+    await ack()
+    approval = await services(context).approvals.get(action["value"])
+    if approval is None:
+        await tell(context["response_url"], "This approval is not stored here.")
+        return
+    await open_modal(client, body["trigger_id"], context["response_url"], payload_modal(approval))

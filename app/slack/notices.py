@@ -1,0 +1,30 @@
+"""What the person who clicked is told when a decision did not happen (mrkdwn). Pure."""
+
+from __future__ import annotations
+
+from app import errors
+from app.slack.blocks.approval import outcome_line
+from app.slack.blocks.text import escape
+
+
+def notice(error: errors.DecisionRefused) -> str:
+    match error:
+        case errors.ApprovalUnknown(approval_id=approval_id):
+            return f"Rotor does not know approval `{escape(approval_id)}`."
+        case errors.RotorUnreachable(detail=detail):
+            return f"Could not reach Rotor ({escape(detail)}). Nothing changed."
+        case errors.NotAnApprover(queue_name=queue, verb=verb):
+            return f"You are not an approver for *{escape(queue)}*, so you cannot {verb} this job."
+        case errors.AlreadyDecided(approval=approval):
+            return f"Already decided: {outcome_line(approval)}"
+        case errors.ClaimHeld(claimed_by=user):
+            return f"<@{user}> is deciding this approval right now."
+        case errors.RotorFailed(verb=verb, detail=detail):
+            return f"Could not {verb}: {escape(detail)}. Nothing was decided; try again."
+        case errors.DecidedElsewhere(status=status):
+            return f"This approval was already *{escape(status)}* outside Slack."
+        case errors.StillPending():
+            return "Rotor refused the decision; the approval is still pending."
+        case errors.ConflictUnverified(detail=detail):
+            return f"Rotor says this approval is no longer pending ({escape(detail)})."
+    return "Nothing was decided; try again."
