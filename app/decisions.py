@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ from app.config import Policy
 from app.db import Store
 from app.db.models import Approval, Status
 from app.intake import Intake, from_rotor
+from app.retry import backoff
 from app.rotor import RotorClient, RotorConflict, RotorError, RotorNotFound
 from app.slack.approvers import ApproverCheck
 
@@ -71,6 +73,7 @@ class Decider:
         )
         self.intake, self._wake = intake, wake_outbox
         self.in_flight = InFlight()
+        self._recording: set[asyncio.Task] = set()
 
     async def load(self, approval_id: str) -> Approval:
         """The stored approval; one listed by Rotor but never seen here is recorded first."""
@@ -127,10 +130,9 @@ class Decider:
             metrics.DECISIONS.labels(outcome="rotor_error").inc()
             log.warning("decision failed at Rotor: %s", e, extra=extra)
             raise errors.RotorFailed(verb, str(e)) from None
-        await self.approvals.record_decision(approval_id, status, user, reason)
-        self._wake()
         metrics.DECISIONS.labels(outcome=status).inc()
         log.info("decided: %s", status, extra=extra)
+        await self._record(approval_id, status, user, reason)
 
     async def _decided_elsewhere(self, approval_id: str, user: str) -> None:
         """Rotor answered 409: record its real state; always raises."""
@@ -142,7 +144,31 @@ class Decider:
         if real.status == Status.PENDING:
             await self.approvals.release_claim(approval_id, user)
             raise errors.StillPending()
-        await self.approvals.record_decision(approval_id, real.status, None, real.reason)
-        self._wake()
         metrics.DECISIONS.labels(outcome="conflict").inc()
+        await self._record(approval_id, real.status, None, real.reason)
         raise errors.DecidedElsewhere(real.status)
+
+    async def _record(self, approval_id: str, status: str, user: str | None, reason) -> None:
+        """Record what Rotor decided; if the database is down, keep trying in the background
+        until it answers (Rotor has decided: the message must follow without waiting for sync)."""
+        try:
+            await self.approvals.record_decision(approval_id, status, user, reason)
+        except errors.DatabaseUnavailable:
+            task = asyncio.create_task(self._record_later(approval_id, status, user, reason))
+            self._recording.add(task)  # a strong reference until it is done
+            task.add_done_callback(self._recording.discard)
+            raise errors.RecordingDelayed(verb_for(status)) from None
+        self._wake()
+
+    async def _record_later(self, approval_id: str, status: str, user, reason) -> None:
+        extra = {"approval_id": approval_id}
+        log.warning("decision taken in Rotor, recording it once the database answers", extra=extra)
+        for attempt in itertools.count(1):
+            await asyncio.sleep(backoff(attempt, base=0.5, cap=10.0))
+            try:
+                await self.approvals.record_decision(approval_id, status, user, reason)
+            except errors.DatabaseUnavailable:
+                continue
+            log.warning("decision recorded after the database came back", extra=extra)
+            self._wake()
+            return

@@ -1,7 +1,9 @@
-"""The domain's errors: why a decision from Slack did not happen. They carry data, not text;
-`app.slack.notices` says each to the person who clicked.
+"""The domain's errors. They carry data, not text; `app.slack.notices` says each to the person
+who clicked.
 
-    DecisionRefused
+    DatabaseUnavailable      the database cannot be reached or cannot write (raised by app.db)
+    RecordingDelayed         Rotor decided, the database will record it once it answers
+    DecisionRefused          nothing was decided by this click, and why
      ├── ApprovalUnknown     Rotor does not know the approval id
      ├── RotorUnreachable    Rotor failed while loading the approval; nothing changed
      ├── NotAnApprover       the person is not on the queue's approver list
@@ -15,7 +17,22 @@
 
 from __future__ import annotations
 
-from app.db.models import Approval
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.db.models import Approval
+
+
+class DatabaseUnavailable(Exception):
+    """Stopped, unreachable, locked or read-only: a bad day, retried, never a crash."""
+
+
+class RecordingDelayed(Exception):
+    """Rotor took the decision; recording it waits for the database (retried in the background)."""
+
+    def __init__(self, verb: str) -> None:
+        super().__init__(verb)
+        self.verb = verb
 
 
 class DecisionRefused(Exception):

@@ -20,6 +20,7 @@ from app.config import Policy, Settings
 from app.db import Store
 from app.db.models import utcnow
 from app.decisions import Decider
+from app.errors import DatabaseUnavailable
 from app.intake import Intake
 from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
@@ -91,7 +92,12 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     reminders = Reminders(store, policy, outbox.wake)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
     services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
-    bolt = build_bolt_app(slack, settings.slack_signing_secret.get_secret_value(), services)
+    bolt = build_bolt_app(
+        slack,
+        settings.slack_signing_secret.get_secret_value(),
+        services,
+        str(settings.slack_api_url),
+    )
     slack_handler = AsyncSlackRequestHandler(bolt)
     workers = {"outbox": outbox, "reminders": reminders, "sync": sync}
     running: dict[str, asyncio.Task] = {}
@@ -128,8 +134,8 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         problems += [f"{name} stuck" for name, worker in workers.items() if worker.stuck()]
         try:
             await asyncio.wait_for(store.ping(), 5)
-        except Exception as e:
-            problems.append(f"database: {type(e).__name__}")
+        except (DatabaseUnavailable, TimeoutError) as e:
+            problems.append(f"database: {e or 'no answer in 5 s'}")
         if problems:
             return JSONResponse({"ready": False, "problems": problems}, status_code=503)
         return JSONResponse({"ready": True})

@@ -1,14 +1,15 @@
 """Typed client for the Rotor approvals API.
 
-    RotorError                 Rotor could not be reached or answered something unusable
-     ├── RotorUnavailable      connection failure, timeout, 429 or 5xx: worth trying again
-     ├── RotorConflict         409: the approval is no longer pending
-     └── RotorNotFound         404: Rotor does not know the approval
+RotorError                 Rotor could not be reached or answered something unusable
+ ├── RotorUnavailable      connection failure, timeout, 429 or 5xx: worth trying again
+ ├── RotorConflict         409: the approval is no longer pending
+ └── RotorNotFound         404: Rotor does not know the approval
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,6 +40,24 @@ class RotorApproval(BaseModel):
 class ApprovalPage(BaseModel):
     approvals: list[RotorApproval]
     next_cursor: str | None = Field(default=None, alias="nextCursor")
+    # Items Rotor listed that are not approvals as documented (bad id, missing fields): skipped.
+    skipped: int = 0
+
+    @classmethod
+    def lenient(cls, body: Any) -> ApprovalPage:
+        """One malformed item must not hide the rest of the page."""
+        if not isinstance(body, dict) or not isinstance(body.get("approvals"), list):
+            return _parse(cls, body)  # the page itself is malformed: say so
+        good, skipped = [], 0
+        for item in body["approvals"]:
+            try:
+                good.append(RotorApproval.model_validate(item))
+            except ValidationError:
+                skipped += 1
+        cursor = body.get("nextCursor")
+        return cls(
+            approvals=good, nextCursor=cursor if isinstance(cursor, str) else None, skipped=skipped
+        )
 
 
 class RotorError(Exception):
@@ -99,10 +118,10 @@ class RotorClient:
     ) -> ApprovalPage:
         params = {"status": status, "queue": queue, "limit": limit, "cursor": cursor}
         body = await self._call("GET", "/v1/approvals", params=_without_none(params))
-        return _parse(ApprovalPage, body)
+        return ApprovalPage.lenient(body)
 
     async def get_approval(self, approval_id: str) -> RotorApproval:
-        return _parse(RotorApproval, await self._call("GET", f"/v1/approvals/{approval_id}"))
+        return _parse(RotorApproval, await self._call("GET", _approval_path(approval_id)))
 
     async def approve(self, approval_id: str) -> None:
         await self._decide(approval_id, "approve", "approved", None)
@@ -111,7 +130,7 @@ class RotorClient:
         await self._decide(approval_id, "reject", "rejected", {"reason": reason})
 
     async def _decide(self, approval_id: str, verb: str, status: str, body: Any) -> None:
-        path = f"/v1/approvals/{approval_id}/{verb}"
+        path = f"{_approval_path(approval_id)}/{verb}"
         for attempt in range(self._retries + 1):
             try:
                 await self._once("POST", path, json=body)
@@ -159,6 +178,13 @@ class RotorClient:
             return response.json()
         except ValueError:
             raise RotorError("Rotor answered with something that is not JSON") from None
+
+
+def _approval_path(approval_id: str) -> str:
+    """Only a real approval id goes into a URL path (never `../` or a query)."""
+    if not isinstance(approval_id, str) or not re.fullmatch(APPROVAL_ID_PATTERN, approval_id):
+        raise RotorNotFound("not an approval id")
+    return f"/v1/approvals/{approval_id}"
 
 
 def _without_none(params: dict[str, Any]) -> dict[str, Any]:

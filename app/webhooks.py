@@ -15,11 +15,27 @@ from starlette.responses import JSONResponse
 
 from app import metrics
 from app.db.models import Approval, utcnow
+from app.errors import DatabaseUnavailable
 from app.rotor import APPROVAL_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+RETRY_AFTER_SECONDS = 30
+MAX_DEPTH = 256  # JSON nested deeper than this is refused: no real payload needs it
+TOO_DEEP = f"body: JSON nested deeper than {MAX_DEPTH} levels"
+
+
+def depth(document: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON document (iterative: no recursion)."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class PendingEvent(BaseModel):
@@ -51,6 +67,10 @@ def parse(body: bytes) -> PendingEvent | None:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise WebhookError(400, "body is not JSON") from None
+    except RecursionError:  # nested past what the parser follows
+        raise WebhookError(422, TOO_DEEP) from None
+    if depth(document) > MAX_DEPTH:
+        raise WebhookError(422, TOO_DEEP)
     if not isinstance(document, dict) or not isinstance(document.get("event"), str):
         raise WebhookError(400, 'body must be an object with an "event" string')
     if document["event"] != "approval.pending":
@@ -90,7 +110,18 @@ def webhook_endpoint(secret: str, intake: Callable[[Approval], Awaitable[bool]])
         if event is None:
             metrics.WEBHOOKS.labels(outcome="ignored").inc()
             return JSONResponse({"status": "ignored"}, status_code=200)
-        if await intake(as_approval(event)):
+        try:
+            new = await intake(as_approval(event))
+        except DatabaseUnavailable as e:
+            # Rotor redelivers: nothing is lost, and the answer says when to try again.
+            metrics.WEBHOOKS.labels(outcome="unavailable_503").inc()
+            log.warning("webhook deferred: database unavailable: %s", e)
+            return JSONResponse(
+                {"error": "database unavailable, try again"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        if new:
             metrics.WEBHOOKS.labels(outcome="accepted").inc()
             log.info("approval accepted", extra={"approval_id": event.approval_id})
             return JSONResponse({"status": "accepted"}, status_code=202)

@@ -6,9 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.errors import DatabaseUnavailable
+
+# What a stopped, unreachable, locked or read-only database raises (not a constraint or a bug).
+_UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError)
 
 
 class Database:
@@ -21,13 +27,23 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on leaving."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A session in a transaction, committed on leaving; an outage is `DatabaseUnavailable`."""
+        try:
+            async with self.sessions() as session, session.begin():
+                yield session
+        except _UNAVAILABLE as e:
+            raise DatabaseUnavailable(describe(e)) from e
 
     async def ping(self) -> None:
         async with self.session() as s:
             await s.exec(select(1))
+
+
+def describe(error: BaseException) -> str:
+    """One line, without the SQL and parameters SQLAlchemy appends."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text}"[:300]
 
 
 def create_engine(url: str) -> AsyncEngine:

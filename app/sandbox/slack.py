@@ -447,9 +447,18 @@ class FakeSlack:
         return self._http.post(self.app_url, content=body, headers=headers)
 
     def click(
-        self, user: str, source: Message | Ephemeral, action_prefix: str, value: str | None = None
+        self,
+        user: str,
+        source: Message | Ephemeral,
+        action_prefix: str,
+        value: str | None = None,
+        forge: dict | None = None,
     ) -> httpx.Response:
-        """Click the first button whose action_id starts with `action_prefix` (and has `value`)."""
+        """Click the first button whose action_id starts with `action_prefix` (and has `value`).
+
+        `forge` overrides fields of the signed request, to see what the service does with values
+        it did not make: `{"value": …}` on the action, any other key on the payload.
+        """
         with self._lock:
             block, button = _find_button(source.blocks, action_prefix, value)
             ephemeral = isinstance(source, Ephemeral)
@@ -487,6 +496,10 @@ class FakeSlack:
             }
             if not ephemeral:
                 payload["message"] = {"ts": source.ts, "text": source.text, "blocks": source.blocks}
+            forge = dict(forge or {})
+            if "value" in forge:
+                payload["actions"][0]["value"] = forge.pop("value")
+            payload.update(forge)
         return self._send({"payload": json.dumps(payload)})
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):

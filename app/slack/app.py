@@ -14,7 +14,7 @@ from app import errors
 from app.slack.ids import ActionId, CallbackId, RejectForm
 from app.slack.listeners import Services, decide, listing
 from app.slack.notices import notice
-from app.slack.respond import tell
+from app.slack.respond import ResponseUrls, tell
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +23,23 @@ def answer_url(body: dict) -> str | None:
     """Where to answer the person: the request's response_url, or the one a modal carries."""
     if body.get("response_url"):
         return body["response_url"]
-    view = body.get("view") or {}
-    form = RejectForm.load(view.get("private_metadata") or "")
+    view = body.get("view") if isinstance(body.get("view"), dict) else {}
+    metadata = view.get("private_metadata")
+    form = RejectForm.load(metadata) if isinstance(metadata, str) else None
     return form.response_url if form else None
 
 
-def build_bolt_app(client: AsyncWebClient, signing_secret: str, services: Services) -> AsyncApp:
+def build_bolt_app(
+    client: AsyncWebClient, signing_secret: str, services: Services, slack_api_url: str
+) -> AsyncApp:
     app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=False)
+    response_urls = ResponseUrls(slack_api_url)
 
     @app.middleware
     async def carry(context: AsyncBoltContext, body: dict, next_: Callable[[], Awaitable]):
         context["services"] = services
-        context["response_url"] = answer_url(body)
+        # Only ever Slack's own response_urls: a forged one must not aim our POSTs elsewhere.
+        context["response_url"] = response_urls.trusted(answer_url(body))
         await next_()
 
     app.action(ActionId.APPROVE.pattern())(decide.approve)
@@ -46,9 +51,12 @@ def build_bolt_app(client: AsyncWebClient, signing_secret: str, services: Servic
 
     @app.error
     async def explain(error: Exception, context: AsyncBoltContext) -> None:
-        if isinstance(error, errors.DecisionRefused):
-            await tell(context.get("response_url"), notice(error))
-            return
-        log.error("listener failed: %s", error, exc_info=error)
+        told = notice(error)
+        if told is None:
+            log.error("listener failed: %s", error, exc_info=error)
+            told = "Something went wrong on our side; nothing was decided. Try again."
+        elif isinstance(error, errors.DatabaseUnavailable):
+            log.warning("click refused: database unavailable: %s", error)
+        await tell(context.get("response_url"), told)
 
     return app

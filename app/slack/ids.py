@@ -26,6 +26,17 @@ class ActionId(StrEnum):
         return re.compile(rf"^{self}:{APPROVAL_ID_PATTERN.strip('^$')}$")
 
 
+def approval_of(action: dict) -> str | None:
+    """The approval a button names: its value, if that is a real approval id and the button's
+    action id names the same one (a forged click cannot act on another approval)."""
+    value, action_id = action.get("value"), action.get("action_id")
+    if not isinstance(value, str) or not isinstance(action_id, str):
+        return None
+    if not re.fullmatch(APPROVAL_ID_PATTERN, value) or action_id.partition(":")[2] != value:
+        return None
+    return value
+
+
 class CallbackId(StrEnum):
     REJECT = "reject_reason"
 

@@ -7,8 +7,16 @@ from app.slack.blocks.approval import outcome_line
 from app.slack.blocks.text import escape
 
 
-def notice(error: errors.DecisionRefused) -> str:
+def notice(error: Exception) -> str | None:
+    """What to tell the person for an error listeners raise; None for one we did not foresee."""
     match error:
+        case errors.DatabaseUnavailable():
+            return "Cannot reach the database, so nothing was decided. Try again in a minute."
+        case errors.RecordingDelayed(verb=verb):
+            return (
+                f"Rotor took your {verb}, but the database is not answering: the message "
+                "will show it as soon as the database is back."
+            )
         case errors.ApprovalUnknown(approval_id=approval_id):
             return f"Rotor does not know approval `{escape(approval_id)}`."
         case errors.RotorUnreachable(detail=detail):
@@ -27,4 +35,4 @@ def notice(error: errors.DecisionRefused) -> str:
             return "Rotor refused the decision; the approval is still pending."
         case errors.ConflictUnverified(detail=detail):
             return f"Rotor says this approval is no longer pending ({escape(detail)})."
-    return "Nothing was decided; try again."
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
@@ -11,13 +12,48 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 log = logging.getLogger(__name__)
 
+SLACK_HOOKS = "https://hooks.slack.com"
+SLACK_API = "https://slack.com"
+
+
+def _origin(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if "@" in parts.netloc or not parts.scheme or not parts.netloc:
+        return None  # credentials in a URL are a classic way to point it elsewhere
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class ResponseUrls:
+    """Which response_urls we POST to: Slack's, or the stand-in's when SLACK_API_URL is one."""
+
+    def __init__(self, slack_api_url: str) -> None:
+        self.origins = {SLACK_HOOKS}
+        api = _origin(slack_api_url)
+        if api and api != SLACK_API:
+            self.origins.add(api)
+
+    def trusted(self, url: object) -> str | None:
+        """`url` if it may be POSTed to, else None (and logged: a request tried to aim us)."""
+        if not isinstance(url, str) or not url:
+            return None
+        if _origin(url) in self.origins and urlsplit(url).path.startswith("/"):
+            return url
+        log.warning("dropped a response_url outside Slack: %.80s", url)
+        return None
+
 
 async def tell(response_url: str | None, text: str) -> None:
     """An ephemeral note to the person who acted."""
+    await answer(response_url, text=text, response_type="ephemeral", replace_original=False)
+
+
+async def answer(response_url: str | None, **message) -> None:
+    """Post to a response_url already checked by `ResponseUrls.trusted`; None: nowhere."""
     if response_url:
-        await AsyncWebhookClient(response_url).send(
-            text=text, response_type="ephemeral", replace_original=False
-        )
+        await AsyncWebhookClient(response_url).send(**message)
 
 
 async def open_modal(

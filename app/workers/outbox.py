@@ -8,6 +8,7 @@ with several workers. Failures are retried with backoff; 429 pauses only that ch
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from contextlib import suppress
 from datetime import timedelta
@@ -19,6 +20,7 @@ from app.config import Policy
 from app.db import Store
 from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
 from app.db.outbox import Posted
+from app.errors import DatabaseUnavailable
 from app.retry import backoff
 from app.slack import client
 from app.slack.blocks import approval as blocks
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 SCAN_GAP = 0.1
 STOP_SECONDS = 4.0  # on shutdown, how long in-flight calls may take to finish
+MAX_UNEXPECTED = 5  # tries of a task that fails in an unforeseen way before it is kept as failed
 METADATA_EVENT = "rotor_approval"
 
 
@@ -95,6 +98,8 @@ class Outbox(Worker):
                         await self.tasks.release([t.id for t, _ in run[done + 1 :]])
                         break
                 await asyncio.gather(*recording)
+        except DatabaseUnavailable as e:
+            self.database_lost(e)  # the lane runs again once the database answers
         except Exception:
             log.exception("outbox: lane %s stopped", lane)
         finally:
@@ -125,14 +130,46 @@ class Outbox(Worker):
                 await self.tasks.reroute(task.id, fallback, str(e))
                 self.wake()
                 return False
-            log.error("outbox: %s failed, kept as failed: %s", task.kind, e, extra=extra)
-            metrics.OUTBOX_FAILURES.inc()
-            await self.tasks.fail(task.id, str(e))
+            await self._fail(task, str(e))
             return False
-        recording.append(asyncio.create_task(self.tasks.finish(task.id, posted)))
+        except Exception as e:
+            # A bug, or a payload nothing foresaw: it must not hold up the lane behind it.
+            error = f"unexpected: {type(e).__name__}: {e}"[:500]
+            if task.attempts >= MAX_UNEXPECTED:
+                log.exception("outbox: %s failed", task.kind, extra=extra)
+                await self._fail(task, error)
+            else:
+                delay = backoff(task.attempts)
+                log.warning("outbox: %s retry in %.1fs: %s", task.kind, delay, error, extra=extra)
+                await self.tasks.retry_later(task.id, utcnow() + timedelta(seconds=delay), error)
+            return False
+        recording.append(asyncio.create_task(self._finish(task, posted)))
         metrics.MESSAGES.labels(kind=task.kind).inc()
         log.info("outbox: %s done", task.kind, extra=extra)
         return True
+
+    async def _finish(self, task: OutboxTask, posted: Posted | None) -> None:
+        """Record a done task; Slack has it already, so wait out a database outage rather
+        than let the task run twice (a post would be found again, a reminder would not)."""
+        for attempt in itertools.count(1):
+            try:
+                return await self.tasks.finish(task.id, posted)
+            except DatabaseUnavailable as e:
+                if self.stopping:
+                    raise  # the lease runs out; the post is found again by its metadata
+                self.database_lost(e)
+                await asyncio.sleep(backoff(attempt, base=0.5, cap=10.0))
+
+    async def _fail(self, task: OutboxTask, error: str) -> None:
+        """Keep the task as failed (counted; `rotor-slack retry-failed` puts it back in line)."""
+        log.error(
+            "outbox: %s kept as failed: %s",
+            task.kind,
+            error,
+            extra={"approval_id": task.approval_id},
+        )
+        metrics.OUTBOX_FAILURES.inc()
+        await self.tasks.fail(task.id, error)
 
     # --- the four kinds of task -----------------------------------------------------------
 

@@ -13,8 +13,9 @@ from app import metrics
 from app.config import Policy
 from app.db import Store
 from app.db.models import Status
+from app.errors import DatabaseUnavailable
 from app.intake import Intake, from_rotor
-from app.rotor import RotorClient, RotorError, RotorNotFound
+from app.rotor import RotorApproval, RotorClient, RotorError, RotorNotFound
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -55,25 +56,46 @@ class Sync(Worker):
         known = await self.approvals.known_ids(list(pending_in_rotor))
         recorded = 0
         for approval_id, approval in pending_in_rotor.items():
-            if approval_id not in known and await self.intake.accept(from_rotor(approval)):
-                log.info("sync: recorded a missed approval", extra={"approval_id": approval_id})
+            if approval_id not in known and await self._one(self._record, approval):
                 recorded += 1
         decided = 0
         for row in await self.approvals.pending():
-            if row.id in pending_in_rotor:
-                continue
-            try:
-                real = await self.rotor.get_approval(row.id)
-            except RotorNotFound:
-                continue
-            if real.status != Status.PENDING and await self.approvals.record_decision(
-                row.id, real.status, None, real.reason
-            ):
-                log.info("sync: decided outside Slack", extra={"approval_id": row.id})
+            if row.id not in pending_in_rotor and await self._one(self._check_decided, row.id):
                 decided += 1
         if decided:
             self._wake()
         return recorded, decided
+
+    async def _one(self, step, item) -> bool:
+        """One approval's step; a failure is logged and the pass goes on with the rest."""
+        try:
+            return await step(item)
+        except (RotorError, DatabaseUnavailable):
+            raise  # everything else would fail the same way: end this pass
+        except Exception as e:
+            approval_id = getattr(item, "id", item)
+            log.error(
+                "sync: skipped: %s: %s", type(e).__name__, e, extra={"approval_id": approval_id}
+            )
+            return False
+
+    async def _record(self, approval: RotorApproval) -> bool:
+        if not await self.intake.accept(from_rotor(approval)):
+            return False
+        log.info("sync: recorded a missed approval", extra={"approval_id": approval.id})
+        return True
+
+    async def _check_decided(self, approval_id: str) -> bool:
+        try:
+            real = await self.rotor.get_approval(approval_id)
+        except RotorNotFound:
+            return False
+        if real.status == Status.PENDING or not await self.approvals.record_decision(
+            approval_id, real.status, None, real.reason
+        ):
+            return False
+        log.info("sync: decided outside Slack", extra={"approval_id": approval_id})
+        return True
 
     async def _rotor_pending(self) -> dict:
         approvals, cursor = {}, None
@@ -82,6 +104,8 @@ class Sync(Worker):
                 status=Status.PENDING, limit=PAGE_SIZE, cursor=cursor
             )
             approvals.update((a.id, a) for a in page.approvals)
+            if page.skipped:
+                log.warning("sync: Rotor listed %d malformed approval(s): skipped", page.skipped)
             cursor = page.next_cursor
             if not cursor:
                 break

@@ -16,6 +16,8 @@ from slack_sdk.models.blocks import (
 
 PREVIEW_CHARS = 2500  # keeps a message well under Slack's ~13k characters of blocks
 MASK = "••••••"
+DEEP = "…"  # stands for what lies deeper than MAX_DEPTH
+MAX_DEPTH = 12  # levels of a payload shown; deeper parts are elided, so rendering is bounded
 _SECRET_KEY = re.compile(
     r"pass(word|wd)?|secret|token|authori[sz]ation|api[_-]?key|private[_-]?key|"
     r"credential|cookie|session|signature|bearer",
@@ -41,13 +43,17 @@ def mention(slack_id: str) -> str:
     return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
 
 
-def mask_secrets(value: Any) -> Any:
+def mask_secrets(value: Any, depth: int = MAX_DEPTH) -> Any:
+    """The payload with secret-looking keys masked and anything deeper than `depth` elided."""
+    if isinstance(value, dict | list) and depth <= 0:
+        return DEEP
     if isinstance(value, dict):
         return {
-            k: MASK if _SECRET_KEY.search(str(k)) else mask_secrets(v) for k, v in value.items()
+            k: MASK if _SECRET_KEY.search(str(k)) else mask_secrets(v, depth - 1)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
+        return [mask_secrets(v, depth - 1) for v in value]
     return value
 
 

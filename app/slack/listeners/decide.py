@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app.db.models import Status
 from app.slack.blocks.modals import payload_modal, reject_modal
-from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm
+from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm, approval_of
 from app.slack.listeners import services
 from app.slack.respond import open_modal, tell
+
+log = logging.getLogger(__name__)
+
+
+def _button_approval(action: dict) -> str | None:
+    approval_id = approval_of(action)
+    if approval_id is None:
+        log.warning("ignored a click whose value and action id disagree")
+    return approval_id
 
 
 async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
-    approval_id = action["value"]
+    if not (approval_id := _button_approval(action)):
+        return
     await services(context).decider.decide(approval_id, body["user"]["id"], Status.APPROVED)
     if body.get("container", {}).get("is_ephemeral"):
         # The list itself does not change: say it worked.
@@ -26,9 +38,10 @@ async def reject(
     ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext, client: AsyncWebClient
 ) -> None:
     await ack()
-    approval_id = action["value"]
+    if not (approval_id := _button_approval(action)):
+        return
     approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
-    form = RejectForm(id=approval_id, response_url=body.get("response_url"))
+    form = RejectForm(id=approval_id, response_url=context["response_url"])
     await open_modal(client, body["trigger_id"], form.response_url, reject_modal(approval, form))
 
 
@@ -47,7 +60,8 @@ async def reject_submitted(
         )
         return
     await ack()
-    form = RejectForm.load(view["private_metadata"])
+    if not (form := RejectForm.load(view.get("private_metadata") or "")):
+        return  # not metadata we wrote
     await services(context).decider.decide(form.id, body["user"]["id"], Status.REJECTED, reason)
 
 
@@ -55,7 +69,9 @@ async def view_payload(
     ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext, client: AsyncWebClient
 ) -> None:
     await ack()
-    approval = await services(context).approvals.get(action["value"])
+    if not (approval_id := _button_approval(action)):
+        return
+    approval = await services(context).approvals.get(approval_id)
     if approval is None:
         await tell(context["response_url"], "This approval is not stored here.")
         return
