@@ -136,6 +136,13 @@ def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
     # Mentions show names, as Slack does: the approver by name, the group by its handle.
     expect(page.locator(".thread")).to_contain_text("@Carol @finance: this approval")
 
+    # Decided from the CLI: Slack shows it at the sandbox's next sync, seconds later.
+    page.click("#approvals button:text('CLI approve')")
+    expect(page.locator("#approvals .status-approved")).to_have_count(1)
+    started = time.monotonic()
+    expect(page.locator("#timeline")).to_contain_text("Approved outside Slack", timeout=10_000)
+    print(f"CLI decision shown in Slack after {time.monotonic() - started:.1f} s")
+
 
 def _enqueue(url: str, count: int, queue: str = "outreach") -> None:
     for i in range(count):
