@@ -88,29 +88,26 @@ def people(policy: Policy, slack: FakeSlack) -> list[dict]:
         {"id": user, "name": e["name"], "role": f"{e['role']} {', '.join(e['queues'])}"}
         for user, e in found.items()
     ]
-    return [*users, {"id": VISITOR, "name": "Visitor", "role": "approves nothing"}]
+    guarded = [q.name for q in policy.queues if q.approvers is not None]
+    role = f"not an approver of {', '.join(guarded)}" if guarded else "anyone may approve"
+    return [*users, {"id": VISITOR, "name": "Visitor", "role": role}]
 
 
 def person_name(user_id: str) -> str:
-    """A readable name for a made-up id: `U0CAROL` is Carol."""
-    return user_id.removeprefix("U0").removeprefix("W0").capitalize() or user_id
+    """A readable name for a made-up id (`U0CAROL` is Carol); a real-looking id stays as it is."""
+    tail = user_id[2:]
+    return tail.capitalize() if user_id[:2] in ("U0", "W0") and tail.isalpha() else user_id
 
 
 def group_handle(group_id: str) -> str:
-    """The @handle a group is shown by: `S0FINANCE` is @finance."""
-    return group_id.removeprefix("S0").lower() or group_id
+    """The @handle a group is shown by: `S0FINANCE` is @finance; a real-looking id stays."""
+    tail = group_id[2:]
+    return tail.lower() if group_id.startswith("S0") and tail.isalpha() else group_id
 
 
-def directory(users: list[dict], policy: Policy) -> dict[str, str]:
-    """Slack id -> what a mention of it shows, for the page to render `<@U…>` like Slack does."""
-    names = {u["id"]: u["name"] for u in users}
-    for queue in policy.queues:
-        for approver in queue.approvers or []:
-            if approver.startswith("S"):
-                names[approver] = group_handle(approver)
-            else:
-                names.setdefault(approver, person_name(approver))
-    return names
+def directory(users: list[dict], slack: FakeSlack) -> dict[str, str]:
+    """Slack id -> the name a mention of it shows, so the page renders `<@U…>` as Slack does."""
+    return {u["id"]: u["name"] for u in users} | {g: group_handle(g) for g in slack.usergroups}
 
 
 def _message(slack: FakeSlack, message: Message) -> dict:
@@ -126,7 +123,7 @@ def _message(slack: FakeSlack, message: Message) -> dict:
 
 def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: list[str]):
     users = people(policy, slack)
-    names = directory(users, policy)
+    names = directory(users, slack)
     page = files("app.sandbox").joinpath("workspace.html").read_text()
 
     async def index(_request: Request) -> HTMLResponse:
