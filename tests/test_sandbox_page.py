@@ -169,6 +169,17 @@ def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_u
     for selector in ("#composer", "#channels", "#enqueue", "#user"):
         box = _box(page, selector)
         assert box["top"] >= 0 and box["bottom"] <= 720, (selector, box)
+    # Every "Acting as" label fits its picker (the arrow takes about 24 pixels).
+    widest = page.eval_on_selector(
+        "#user",
+        """e => { const probe = document.createElement("span");
+                  probe.style.font = getComputedStyle(e).font; probe.style.whiteSpace = "pre";
+                  e.after(probe);
+                  const widths = [...e.options].map((o) => { probe.textContent = o.text;
+                                                             return probe.offsetWidth; });
+                  probe.remove(); return [Math.max(...widths), e.clientWidth]; }""",
+    )
+    assert widest[0] < widest[1] - 24, widest
     newest = _box(page, "#timeline > .msg:last-child")
     assert timeline["top"] <= newest["bottom"] <= timeline["bottom"] + 1, (newest, timeline)
 
