@@ -200,17 +200,22 @@ def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_u
     assert page.evaluate("getSelection().toString()") == chosen
     assert page.eval_on_selector("#timeline", "e => e.scrollTop") == 0
 
-    # A long rejection reason wraps in the Rotor panel; the CLI buttons keep their width.
+    # A long rejection reason wraps in the Rotor panel, and in Slack once the sync brings it
+    # there (nothing scrolls sideways); the CLI buttons keep their width.
     approval = page.get_attribute("#approvals .approval:last-child", "data-approval")
     reason = (
         "The beneficiary's bank details changed last week and nobody has checked them. " * 3
-    ).strip()
+        + "Check reference "
+        + "9f3a7c2e5b1d" * 8  # one word wider than the panel
+    )
     body = {"id": approval, "status": "rejected", "reason": reason}
     assert httpx.post(sandbox_url + "/api/decide", json=body, trust_env=False).status_code == 200
     expect(page.locator(f'[data-approval="{approval}"] .reason')).to_have_text(reason)
-    panel, button = _box(page, "aside"), _box(page, "#approvals button")
+    button = _box(page, "#approvals button")
     assert button["width"] > 60 and button["height"] < 40, button
-    assert _box(page, f'[data-approval="{approval}"] .reason')["right"] <= panel["right"]
+    expect(messages.filter(has_text=approval)).to_contain_text("Check reference", timeout=10_000)
+    for selector in (f'[data-approval="{approval}"] .reason', "aside", "#timeline"):
+        assert page.eval_on_selector(selector, "e => e.scrollWidth <= e.clientWidth"), selector
 
 
 def test_the_page_refuses_other_sites_and_foreign_host_names(sandbox_url):
