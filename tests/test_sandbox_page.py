@@ -170,7 +170,7 @@ def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_u
         box = _box(page, selector)
         assert box["top"] >= 0 and box["bottom"] <= 720, (selector, box)
     # Every "Acting as" label fits its picker (the arrow takes about 24 pixels).
-    widest = page.eval_on_selector(
+    label, room = page.eval_on_selector(
         "#user",
         """e => { const probe = document.createElement("span");
                   probe.style.font = getComputedStyle(e).font; probe.style.whiteSpace = "pre";
@@ -179,12 +179,12 @@ def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_u
                                                              return probe.offsetWidth; });
                   probe.remove(); return [Math.max(...widths), e.clientWidth]; }""",
     )
-    assert widest[0] < widest[1] - 24, widest
+    assert label < room - 24, (label, room)
     newest = _box(page, "#timeline > .msg:last-child")
     assert timeline["top"] <= newest["bottom"] <= timeline["bottom"] + 1, (newest, timeline)
 
-    # Someone reads the first message and selects its approval id, as if to copy it ...
-    page.eval_on_selector("#timeline", "e => { e.scrollTop = 0; }")
+    # Someone scrolls up to the first message and selects its approval id, to copy it ...
+    page.eval_on_selector("#timeline", "e => { e.scrollTop = 100; }")
     approval_id = messages.first.locator(".fields code", has_text="apv_")
     chosen = approval_id.evaluate(
         """e => { const r = document.createRange(); r.selectNodeContents(e);
@@ -198,7 +198,7 @@ def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_u
     expect(messages).to_have_count(7, timeout=10_000)
     page.wait_for_function(f"window.renders > {renders} + 1")
     assert page.evaluate("getSelection().toString()") == chosen
-    assert page.eval_on_selector("#timeline", "e => e.scrollTop") == 0
+    assert page.eval_on_selector("#timeline", "e => e.scrollTop") == 100
 
     # A long rejection reason wraps in the Rotor panel, and in Slack once the sync brings it
     # there (nothing scrolls sideways); the CLI buttons keep their width.
