@@ -1,4 +1,5 @@
-"""`rotor-slack sandbox` in real headless Chromium: enqueue, approve, reject, list."""
+"""`rotor-slack sandbox` in real headless Chromium: enqueue, approve, reject, list; the page fits
+the window, keeps a selection across refreshes, and refuses requests from other sites."""
 
 from __future__ import annotations
 
@@ -58,10 +59,15 @@ def sandbox_url(tmp_path):
 
 
 @pytest.fixture
-def page(sandbox_url):
+def viewport():
+    return {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+def page(sandbox_url, viewport):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page = browser.new_page(viewport=viewport)
         page.set_default_timeout(10_000)
         page.goto(sandbox_url)
         yield page
@@ -82,11 +88,14 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
     expect(timeline).to_contain_text("Acme GmbH")
     expect(timeline).not_to_contain_text("sk_live_should_be_masked")
     expect(approvals).to_contain_text("pending")
+    expect(page.locator("#role")).to_contain_text("approves payments")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "sandbox.png"))  # what docs/sandbox.png shows
 
     # Approve, through the confirm dialog: the message changes, Rotor says approved.
     page.click('.msg [data-action^="approve:"]')
     page.click("#confirm button.primary")
-    expect(timeline).to_contain_text("\u2705 Approved by @U0CAROL")
+    expect(timeline).to_contain_text("\u2705 Approved by @Carol")
     expect(approvals.locator(".status-approved")).to_have_count(1)
     expect(page.locator('.msg [data-action^="approve:"]')).to_have_count(0)
 
@@ -109,8 +118,6 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
     # Every Block Kit object became DOM, never the text of a JavaScript object.
     expect(page.locator("body")).not_to_contain_text("[object")
     expect(page.locator(".fields").first).to_contain_text("Queue")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "sandbox.png"))
 
 
 def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
@@ -126,3 +133,123 @@ def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
 
     page.click("#ff")  # an hour later the sample policy reminds in the thread
     expect(page.locator(".thread")).to_contain_text("waiting", timeout=15_000)
+    # Mentions show names, as Slack does: the approver by name, the group by its handle.
+    expect(page.locator(".thread")).to_contain_text("@Carol @finance: this approval")
+
+    # Decided from the CLI: Slack shows it at the sandbox's next sync, seconds later.
+    page.click("#approvals button:text('CLI approve')")
+    expect(page.locator("#approvals .status-approved")).to_have_count(1)
+    started = time.monotonic()
+    expect(page.locator("#timeline")).to_contain_text("Approved outside Slack", timeout=10_000)
+    print(f"CLI decision shown in Slack after {time.monotonic() - started:.1f} s")
+
+
+def _enqueue(url: str, count: int, queue: str = "outreach") -> None:
+    for i in range(count):
+        body = {"queue": queue, "payload": f'{{"to": "person{i}@example.com", "body": "Hi"}}'}
+        assert httpx.post(url + "/api/enqueue", json=body, trust_env=False).status_code == 200
+
+
+def _box(page, selector: str) -> dict:
+    return page.eval_on_selector(selector, "e => e.getBoundingClientRect().toJSON()")
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 720}])
+def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_url):
+    expect = playwright.expect
+    messages = page.locator("#timeline > .msg")
+    _enqueue(sandbox_url, 6)  # more than a 720-pixel window holds, all in #approvals
+    expect(messages).to_have_count(6, timeout=20_000)
+
+    # The page never grows past the window: the message list scrolls, and the channel list,
+    # the message box and the Rotor panel stay on the screen with the newest message.
+    timeline = _box(page, "#timeline")
+    assert page.eval_on_selector("#timeline", "e => e.scrollHeight > e.clientHeight + 200")
+    assert page.evaluate("document.scrollingElement.scrollHeight") <= 720
+    for selector in ("#composer", "#channels", "#enqueue", "#user"):
+        box = _box(page, selector)
+        assert box["top"] >= 0 and box["bottom"] <= 720, (selector, box)
+    # Every "Acting as" label fits its picker (the arrow takes about 24 pixels).
+    label, room = page.eval_on_selector(
+        "#user",
+        """e => { const probe = document.createElement("span");
+                  probe.style.font = getComputedStyle(e).font; probe.style.whiteSpace = "pre";
+                  e.after(probe);
+                  const widths = [...e.options].map((o) => { probe.textContent = o.text;
+                                                             return probe.offsetWidth; });
+                  probe.remove(); return [Math.max(...widths), e.clientWidth]; }""",
+    )
+    assert label < room - 24, (label, room)
+    newest = _box(page, "#timeline > .msg:last-child")
+    assert timeline["top"] <= newest["bottom"] <= timeline["bottom"] + 1, (newest, timeline)
+
+    # Someone scrolls up to the first message and selects its approval id, to copy it ...
+    page.eval_on_selector("#timeline", "e => { e.scrollTop = 100; }")
+    approval_id = messages.first.locator(".fields code", has_text="apv_")
+    chosen = approval_id.evaluate(
+        """e => { const r = document.createRange(); r.selectNodeContents(e);
+                  getSelection().removeAllRanges(); getSelection().addRange(r);
+                  return getSelection().toString(); }""",
+    )
+    assert chosen.startswith("apv_")
+    # ... while a new message arrives and the page refreshes: both stay as they were.
+    renders = page.evaluate("window.renders")
+    _enqueue(sandbox_url, 1)
+    expect(messages).to_have_count(7, timeout=10_000)
+    page.wait_for_function(f"window.renders > {renders} + 1")
+    assert page.evaluate("getSelection().toString()") == chosen
+    assert page.eval_on_selector("#timeline", "e => e.scrollTop") == 100
+
+    # A long rejection reason wraps in the Rotor panel, and in Slack once the sync brings it
+    # there (nothing scrolls sideways); the CLI buttons keep their width.
+    approval = page.get_attribute("#approvals .approval:last-child", "data-approval")
+    reason = (
+        "The beneficiary's bank details changed last week and nobody has checked them. " * 3
+        + "Check reference "
+        + "9f3a7c2e5b1d" * 8  # one word wider than the panel
+    )
+    body = {"id": approval, "status": "rejected", "reason": reason}
+    assert httpx.post(sandbox_url + "/api/decide", json=body, trust_env=False).status_code == 200
+    expect(page.locator(f'[data-approval="{approval}"] .reason')).to_have_text(reason)
+    button = _box(page, "#approvals button")
+    assert button["width"] > 60 and button["height"] < 40, button
+    expect(messages.filter(has_text=approval)).to_contain_text("Check reference", timeout=10_000)
+    for selector in (f'[data-approval="{approval}"] .reason', "aside", "#timeline"):
+        assert page.eval_on_selector(selector, "e => e.scrollWidth <= e.clientWidth"), selector
+
+
+def test_the_page_refuses_other_sites_and_foreign_host_names(sandbox_url):
+    port = sandbox_url.rsplit(":", 1)[1]
+    enqueue = {"queue": "payments", "payload": '{"amount": 1}'}
+
+    def post(headers: dict) -> httpx.Response:
+        return httpx.post(
+            sandbox_url + "/api/enqueue", json=enqueue, headers=headers, trust_env=False
+        )
+
+    # DNS rebinding: a foreign name that resolves to 127.0.0.1 reaches the port, with its Host.
+    rebound = {"host": f"rebind.attacker.example:{port}"}
+    assert httpx.get(sandbox_url + "/", headers=rebound, trust_env=False).status_code == 403
+    assert (
+        httpx.get(sandbox_url + "/api/state", headers=rebound, trust_env=False).status_code == 403
+    )
+    for headers in (
+        rebound,
+        {"origin": "https://attacker.example"},
+        {"origin": f"http://localhost:{port}"},  # another origin than the page's own
+        {"origin": "null"},
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+    ):
+        response = post(headers)
+        assert response.status_code == 403, headers
+        assert response.text.startswith("Refused: "), response.text
+    # Nothing a refused request asked for was done.
+    assert httpx.get(sandbox_url + "/api/state", trust_env=False).json()["approvals"] == []
+
+    # The page's own requests, and tools on this machine, are served.
+    own = {"origin": sandbox_url, "sec-fetch-site": "same-origin"}
+    assert post(own).status_code == 200
+    local = {"host": f"localhost:{port}", "origin": f"http://localhost:{port}"}
+    assert post(local).status_code == 200
+    assert len(httpx.get(sandbox_url + "/api/state", trust_env=False).json()["approvals"]) == 2

@@ -28,7 +28,7 @@ escalation_channel = "C0ESCALATE"
 check_every = "2s"
 
 [sync]
-every = "30s"
+every = "3s"  # a decision "from the CLI" shows in Slack within seconds
 
 [[queues]]
 name = "payments"

@@ -13,12 +13,14 @@ from datetime import timedelta
 from importlib.resources import files
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from app import clock
 from app.config import Policy
+from app.sandbox.origin import SameOriginOnly
 from app.sandbox.rotor import FakeRotor
 from app.sandbox.slack import Ephemeral, FakeSlack, Message
 
@@ -63,19 +65,49 @@ def channel_name(channel_id: str) -> str:
     return channel_id.removeprefix("C0").lower()
 
 
+# Group members get a name of their own, as people in a real workspace have.
+MEMBER_NAMES = ["Dev", "Noor", "Sam", "Ines", "Tariq", "Yuki"]
+
+
 def people(policy: Policy, slack: FakeSlack) -> list[dict]:
-    """Who can act on the page: every approver, a member of each approver group, a visitor."""
-    found: dict[str, str] = {}
+    """Who can act on the page, with the names Slack would show: every approver, a member of each
+    approver group (made up, and put into the stand-in's group), a visitor."""
+    found: dict[str, dict] = {}
     for queue in policy.queues:
         for approver in queue.approvers or []:
             if approver.startswith("S"):
-                member = f"U0{approver[2:]}MEMBER"
-                slack.usergroups[approver] = [member]
-                found[member] = f"member of {approver} ({queue.name})"
+                user = f"U0{approver[2:]}MEMBER"
+                slack.usergroups[approver] = [user]
+                name = MEMBER_NAMES[(len(slack.usergroups) - 1) % len(MEMBER_NAMES)]
+                role = f"in @{group_handle(approver)}, approves"
             else:
-                found.setdefault(approver, f"approver of {queue.name}")
-    found[VISITOR] = "not an approver"
-    return [{"id": user, "role": role} for user, role in found.items()]
+                user, name, role = approver, person_name(approver), "approves"
+            entry = found.setdefault(user, {"name": name, "role": role, "queues": []})
+            entry["queues"].append(queue.name)
+    users = [
+        {"id": user, "name": e["name"], "role": f"{e['role']} {', '.join(e['queues'])}"}
+        for user, e in found.items()
+    ]
+    guarded = [q.name for q in policy.queues if q.approvers is not None]
+    role = f"not an approver of {', '.join(guarded)}" if guarded else "anyone may approve"
+    return [*users, {"id": VISITOR, "name": "Visitor", "role": role}]
+
+
+def person_name(user_id: str) -> str:
+    """A readable name for a made-up id (`U0CAROL` is Carol); a real-looking id stays as it is."""
+    tail = user_id[2:]
+    return tail.capitalize() if user_id[:2] in ("U0", "W0") and tail.isalpha() else user_id
+
+
+def group_handle(group_id: str) -> str:
+    """The @handle a group is shown by: `S0FINANCE` is @finance; a real-looking id stays."""
+    tail = group_id[2:]
+    return tail.lower() if group_id.startswith("S0") and tail.isalpha() else group_id
+
+
+def directory(users: list[dict], slack: FakeSlack) -> dict[str, str]:
+    """Slack id -> the name a mention of it shows, so the page renders `<@U…>` as Slack does."""
+    return {u["id"]: u["name"] for u in users} | {g: group_handle(g) for g in slack.usergroups}
 
 
 def _message(slack: FakeSlack, message: Message) -> dict:
@@ -91,6 +123,7 @@ def _message(slack: FakeSlack, message: Message) -> dict:
 
 def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: list[str]):
     users = people(policy, slack)
+    names = directory(users, slack)
     page = files("app.sandbox").joinpath("workspace.html").read_text()
 
     async def index(_request: Request) -> HTMLResponse:
@@ -101,6 +134,8 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
         return JSONResponse(
             {
                 "users": users,
+                "directory": names,
+                "sync_seconds": policy.sync.every.total_seconds(),
                 "channels": [
                     {
                         "id": c,
@@ -184,6 +219,7 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
         return JSONResponse({"clock_hours": clock.offset().total_seconds() / 3600})
 
     return Starlette(
+        middleware=[Middleware(SameOriginOnly)],
         routes=[
             Route("/", index),
             Route("/api/state", state),
@@ -194,5 +230,5 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
             Route("/api/enqueue", enqueue, methods=["POST"]),
             Route("/api/decide", decide, methods=["POST"]),
             Route("/api/clock", advance, methods=["POST"]),
-        ]
+        ],
     )
