@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
@@ -88,13 +87,28 @@ def migrate() -> None:
 
 @cli.command()
 def manifest(
-    url: Annotated[str, typer.Option(help="Public base URL of this service, https://…")],
+    url: Annotated[
+        str | None, typer.Option(help="Public base URL of this service, https://…")
+    ] = None,
+    socket_mode: Annotated[
+        bool, typer.Option("--socket-mode", help="For Socket Mode: no request URLs.")
+    ] = False,
 ) -> None:
-    """Print manifest.yml with the request URLs pointing at URL."""
-    if not url.startswith("https://"):
+    """Print the Slack app manifest (manifest.yml) with the request URLs pointing at URL."""
+    from app import manifest as app_manifest
+
+    text = app_manifest.text()
+    if socket_mode:
+        if url is not None:
+            _fail("--url and --socket-mode: choose one (Socket Mode has no request URLs)")
+        text = app_manifest.for_socket_mode(text)
+    elif url is None:
+        _fail("--url: required: the public https:// address of this service (or --socket-mode)")
+    elif not url.startswith("https://"):
         _fail("--url: Slack needs a public https:// URL")
-    text = files("app").joinpath("manifest.yml").read_text()
-    typer.echo(text.replace("https://bot.example.com", url.rstrip("/")), nl=False)
+    else:
+        text = app_manifest.with_url(text, url)
+    typer.echo(text, nl=False)
 
 
 @cli.command()

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from app.sandbox.stack import service_env
 from tests.conftest import POLICY
@@ -21,29 +20,6 @@ def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.C
         text=True,
         timeout=60,
     )
-
-
-def test_manifest_fills_the_urls():
-    result = run("manifest", "--url", "https://bot.example.org/")
-    assert result.returncode == 0, result.stderr
-    manifest = yaml.safe_load(result.stdout)
-    url = "https://bot.example.org/slack/events"
-    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
-    (command,) = manifest["features"]["slash_commands"]
-    assert command["command"] == "/approvals" and command["url"] == url
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "chat:write",
-        "commands",
-        "channels:history",
-        "groups:history",
-        "usergroups:read",
-    }
-    assert "bot.example.com" not in result.stdout
-
-
-def test_manifest_needs_https():
-    result = run("manifest", "--url", "http://insecure")
-    assert result.returncode == 2 and "https://" in result.stderr
 
 
 @pytest.fixture
