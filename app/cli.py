@@ -177,21 +177,27 @@ async def _reach_slack(settings: Settings) -> Reached:
         try:
             identity = await slack.auth_test()
         except SlackApiError as e:
-            return None, f"Slack refused auth.test: {e.response.get('error')}"
+            return None, (
+                f"Slack refused auth.test: {e.response.get('error')}: check SLACK_BOT_TOKEN "
+                "(the app's Bot User OAuth Token, xoxb-…)"
+            )
         except Exception as e:
             return None, f"Slack unreachable at {where}: {type(e).__name__}: check SLACK_API_URL"
     return f"Slack: signed in as {identity.get('user')} in {identity.get('team')}", None
 
 
 async def _reach_rotor(settings: Settings) -> Reached:
-    from app.rotor import RotorClient, RotorError
+    from app.rotor import RotorClient, RotorError, RotorUnavailable
 
     where = without_password(str(settings.rotor_api_url))
     rotor = RotorClient(str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value())
     try:
         await rotor.list_approvals(status="pending", limit=1)
+    except RotorUnavailable as e:
+        return None, f"Rotor at {where}: {e}: check ROTOR_API_URL, or try again later"
     except RotorError as e:
-        return None, f"Rotor at {where}: {e}"
+        setting = "ROTOR_API_KEY" if "API key" in str(e) else "ROTOR_API_URL"
+        return None, f"Rotor at {where}: {e}: check {setting}"
     finally:
         await rotor.close()
     return f"Rotor: {where} answers", None

@@ -92,8 +92,10 @@ def test_check_fails_clearly_on_a_wrong_token_key_and_database(env, tmp_path):
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert set(problems(result)) == {
-        "Slack refused auth.test: invalid_auth",
-        f"Rotor at {env['ROTOR_API_URL']}/: Rotor refused the API key (HTTP 401)",
+        "Slack refused auth.test: invalid_auth: check SLACK_BOT_TOKEN "
+        "(the app's Bot User OAuth Token, xoxb-…)",
+        f"Rotor at {env['ROTOR_API_URL']}/: Rotor refused the API key (HTTP 401): "
+        "check ROTOR_API_KEY",
         f"DATABASE_URL (sqlite+aiosqlite:///{tmp_path}): cannot open the SQLite file "
         f"{tmp_path}: create its directory and make it writable, or point DATABASE_URL elsewhere",
     }
@@ -112,7 +114,8 @@ def test_check_never_shows_a_password(env, tmp_path):
     slack, *others = sorted(problems(result), key=lambda line: not line.startswith("Slack"))
     assert slack.startswith("Slack unreachable at http://slack@127.0.0.1:9/api/: ")
     assert set(others) == {
-        "Rotor at http://rotor@127.0.0.1:9/: Rotor is unreachable (ConnectError)",
+        "Rotor at http://rotor@127.0.0.1:9/: Rotor is unreachable (ConnectError): "
+        "check ROTOR_API_URL, or try again later",
         "DATABASE_URL (postgresql+asyncpg://rotor@127.0.0.1:9/approvals): cannot reach the "
         "database server: Connect call failed ('127.0.0.1', 9): start PostgreSQL, or fix "
         "the host and port",
