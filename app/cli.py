@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.config import ConfigError, Policy, Settings, load_policy, load_settings
+from app.config import (
+    DATABASE_SCHEMES,
+    ConfigError,
+    Policy,
+    Settings,
+    diagnose_settings,
+    load_policy,
+    load_settings,
+    without_password,
+)
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Rotor approvals in Slack.")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"rotor-slack: {message}", err=True)
+def _fail(error: ConfigError | str, code: int = 2) -> None:
+    """Stop with one line per problem, each naming the setting and the fix."""
+    problems = error.problems if isinstance(error, ConfigError) else [error]
+    for problem in problems:
+        typer.echo(f"rotor-slack: {problem}", err=True)
     raise typer.Exit(code)
 
 
@@ -25,24 +36,19 @@ def _load() -> tuple[Settings, Policy]:
     path = settings.policy_path()
     policy = load_policy(path)
     settings.require_serving()
-    policy.require_serving(str(path) if path else "no policy file (ROTOR_SLACK_CONFIG)")
+    policy.require_serving(_policy_source(path))
     return settings, policy
 
 
-async def _prepare_schema(settings: Settings, migrate: bool) -> None:
+def _policy_source(path: Path | None) -> str:
+    return str(path) if path else "no policy file (ROTOR_SLACK_CONFIG)"
+
+
+def _prepare_schema(settings: Settings, migrate: bool) -> None:
     """Upgrade the schema, or insist that it is current."""
     from app import schema
-    from app.db import Store
 
-    store = Store(settings.database_url)
-    try:
-        if migrate:
-            await schema.upgrade(store)
-        await schema.require_current(store)
-    except OSError as e:
-        raise ConfigError(f"DATABASE_URL: cannot reach the database: {e}") from None
-    finally:
-        await store.close()
+    asyncio.run(schema.prepare(settings.database_url, migrate=migrate))
 
 
 @cli.command()
@@ -60,9 +66,9 @@ def serve(
     logs.setup()
     try:
         settings, policy = _load()
-        asyncio.run(_prepare_schema(settings, migrate))
+        _prepare_schema(settings, migrate)
     except ConfigError as e:
-        _fail(str(e))
+        _fail(e)
     uvicorn.run(
         create_app(settings, policy),
         host=host,
@@ -80,64 +86,138 @@ def migrate() -> None:
 
     try:
         settings = load_settings()
-        asyncio.run(_prepare_schema(settings, migrate=True))
+        _prepare_schema(settings, migrate=True)
     except ConfigError as e:
-        _fail(str(e))
+        _fail(e)
     typer.echo(f"database schema is at revision {schema.head()}")
 
 
 @cli.command()
 def manifest(
-    url: Annotated[str, typer.Option(help="Public base URL of this service, https://…")],
+    url: Annotated[
+        str | None, typer.Option(help="Public base URL of this service, https://…")
+    ] = None,
+    socket_mode: Annotated[
+        bool, typer.Option("--socket-mode", help="For Socket Mode: no request URLs.")
+    ] = False,
 ) -> None:
-    """Print manifest.yml with the request URLs pointing at URL."""
-    if not url.startswith("https://"):
+    """Print the Slack app manifest (manifest.yml) with the request URLs pointing at URL."""
+    from app import manifest as app_manifest
+
+    text = app_manifest.text()
+    if socket_mode:
+        if url is not None:
+            _fail("--url and --socket-mode: choose one (Socket Mode has no request URLs)")
+        text = app_manifest.for_socket_mode(text)
+    elif url is None:
+        _fail("--url: required: the public https:// address of this service (or --socket-mode)")
+    elif not url.startswith("https://"):
         _fail("--url: Slack needs a public https:// URL")
-    text = files("app").joinpath("manifest.yml").read_text()
-    typer.echo(text.replace("https://bot.example.com", url.rstrip("/")), nl=False)
+    else:
+        text = app_manifest.with_url(text, url)
+    typer.echo(text, nl=False)
 
 
 @cli.command()
 def check() -> None:
-    """Validate configuration and reach Slack (auth.test) and Rotor."""
-    try:
-        settings, policy = _load()
-    except ConfigError as e:
-        _fail(str(e))
-    problems = asyncio.run(_reach(settings))
+    """Validate configuration and reach Slack (auth.test), Rotor and the database: every
+    problem at once."""
+    settings, bad, problems = diagnose_settings()
+    problems += [
+        f"{name}: required, not set"
+        for name in settings.missing_for_serving()
+        if name.lower() not in bad
+    ]
+    if "rotor_slack_config" not in bad:
+        path = settings.policy_path()
+        try:
+            load_policy(path).require_serving(_policy_source(path))
+        except ConfigError as e:
+            problems += e.problems
+    for answer, problem in asyncio.run(_reach(settings, bad)):
+        if answer:
+            typer.echo(answer)
+        if problem:
+            problems.append(problem)
     for problem in problems:
         typer.echo(f"rotor-slack: {problem}", err=True)
     if problems:
         raise typer.Exit(1)
-    typer.echo("configuration ok; Slack and Rotor answer")
+    typer.echo("configuration ok; Slack, Rotor and the database answer")
 
 
-async def _reach(settings: Settings) -> list[str]:
+Reached = tuple[str | None, str | None]  # what answered, or what is wrong
+
+
+async def _reach(settings: Settings, bad: set[str]) -> list[Reached]:
+    """Reach everything that is configured well enough to try, all at once."""
+    checks = []
+    if settings.slack_bot_token and not bad & {"slack_bot_token", "slack_api_url"}:
+        checks.append(_reach_slack(settings))
+    if settings.rotor_api_key and not bad & {"rotor_api_key", "rotor_api_url"}:
+        checks.append(_reach_rotor(settings))
+    if "database_url" not in bad:
+        checks.append(_reach_database(settings))
+    return list(await asyncio.gather(*checks))
+
+
+async def _reach_slack(settings: Settings) -> Reached:
+    import aiohttp
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from app.rotor import RotorClient, RotorError
+    where = without_password(str(settings.slack_api_url))
+    async with aiohttp.ClientSession() as session:  # closed here, whatever happens
+        slack = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=str(settings.slack_api_url),
+            session=session,
+            timeout=10,
+        )
+        try:
+            identity = await slack.auth_test()
+        except SlackApiError as e:
+            return None, (
+                f"Slack refused auth.test: {e.response.get('error')}: check SLACK_BOT_TOKEN "
+                "(the app's Bot User OAuth Token, xoxb-…)"
+            )
+        except Exception as e:
+            return None, f"Slack unreachable at {where}: {type(e).__name__}: check SLACK_API_URL"
+    return f"Slack: signed in as {identity.get('user')} in {identity.get('team')}", None
 
-    problems = []
-    slack = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(), base_url=str(settings.slack_api_url)
-    )
-    try:
-        identity = await slack.auth_test()
-        typer.echo(f"Slack: signed in as {identity.get('user')} in {identity.get('team')}")
-    except SlackApiError as e:
-        problems.append(f"Slack refused auth.test: {e.response.get('error')}")
-    except Exception as e:
-        problems.append(f"Slack unreachable at {settings.slack_api_url}: {type(e).__name__}")
+
+async def _reach_rotor(settings: Settings) -> Reached:
+    from app.rotor import RotorClient, RotorError, RotorUnavailable
+
+    where = without_password(str(settings.rotor_api_url))
     rotor = RotorClient(str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value())
     try:
         await rotor.list_approvals(status="pending", limit=1)
-        typer.echo(f"Rotor: {settings.rotor_api_url} answers")
+    except RotorUnavailable as e:
+        return None, f"Rotor at {where}: {e}: check ROTOR_API_URL, or try again later"
     except RotorError as e:
-        problems.append(f"Rotor at {settings.rotor_api_url}: {e}")
+        setting = "ROTOR_API_KEY" if "API key" in str(e) else "ROTOR_API_URL"
+        return None, f"Rotor at {where}: {e}: check {setting}"
     finally:
         await rotor.close()
-    return problems
+    return f"Rotor: {where} answers", None
+
+
+async def _reach_database(settings: Settings) -> Reached:
+    from app import schema
+
+    where = without_password(settings.database_url)
+    try:
+        async with asyncio.timeout(15):
+            await schema.prepare(settings.database_url, migrate=False)
+    except ConfigError as e:
+        return None, str(e)
+    except TimeoutError:
+        return None, (
+            f"DATABASE_URL ({where}): no answer in 15 s: start the database, "
+            "or fix the host and port"
+        )
+    return f"Database: {where} answers, schema at revision {schema.head()}", None
 
 
 @cli.command("retry-failed")
@@ -147,11 +227,11 @@ def retry_failed() -> None:
 
     try:
         settings, policy = _load()
+        _prepare_schema(settings, migrate=False)
     except ConfigError as e:
-        _fail(str(e))
+        _fail(e)
 
     async def retry() -> int:
-        await _prepare_schema(settings, migrate=False)
         store = Store(settings.database_url)
         try:
             return await store.outbox.retry_failed(policy.channel_for)
@@ -165,15 +245,23 @@ def retry_failed() -> None:
 @cli.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="Port of the workspace page.")] = 8000,
-    config: Annotated[Path | None, typer.Option(help="Policy file to try out.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Policy file to try out (default: a sample policy).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Database to use (default: a temporary one; DATABASE_URL is ignored)."),
+    ] = None,
 ) -> None:
     """Run the service with a local Rotor and a local Slack in the browser: no accounts needed."""
     from app.sandbox.run import run_sandbox
 
     try:
-        run_sandbox(port, config)
+        if database_url is not None and not database_url.startswith(DATABASE_SCHEMES):
+            _fail(f"--database-url: must start with {' or '.join(DATABASE_SCHEMES)}")
+        run_sandbox(port, config, database_url)
     except ConfigError as e:
-        _fail(str(e))
+        _fail(e)
 
 
 def main() -> None:

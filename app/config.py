@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import tomllib
 from datetime import timedelta
@@ -21,9 +22,34 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
 
 class ConfigError(Exception):
-    """A setting is missing or wrong; the message is one line naming it."""
+    """Settings are missing or wrong: one line per problem, each naming its setting."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def without_password(url: str) -> str:
+    """`url` fit to show: `user:secret@host` becomes `user@host`, a `password=` query goes."""
+    if url.startswith(("http://", "https://")):
+        return re.sub(r"^(https?://[^/@:]*):[^/]*@", r"\1@", url)
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        parsed = None
+    if parsed is None or "@" in (parsed.host or ""):
+        # Unreadable, or an unescaped @ in the password: hide everything that could be a login.
+        hidden = re.sub(r"://.*@", "://***@", url)
+        return re.sub(r"(?i)([?&])password=[^&]*&?", r"\1", hidden).rstrip("?&")
+    # URL.set(password=None) keeps the password: None there means "unchanged".
+    parsed = parsed._replace(password=None).difference_update_query(["password"])
+    return parsed.render_as_string(hide_password=False)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -133,29 +159,41 @@ class Settings(BaseSettings):
     @field_validator("rotor_webhook_secret")
     @classmethod
     def _webhook_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        # standardwebhooks itself lets some broken base64 through ("whsec_abc"), so decode strictly.
         if v is not None:
-            from standardwebhooks import Webhook
-
+            key = v.get_secret_value().removeprefix("whsec_")
             try:
-                Webhook(v.get_secret_value())
-            except Exception:
-                raise ValueError("must be a Standard Webhooks secret (whsec_ + base64)") from None
+                valid = bool(base64.b64decode(key, validate=True))
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ValueError(
+                    "must be a Standard Webhooks secret, whsec_ + base64: "
+                    "copy the webhook endpoint's signing secret from Rotor again"
+                )
         return v
 
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, v: str) -> str:
-        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if not v.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"must start with {' or '.join(DATABASE_SCHEMES)}")
         return v
 
+    def missing_for_serving(self) -> list[str]:
+        """Which of the four secrets `serve` cannot run without are not set."""
+        required = (
+            "slack_bot_token",
+            "slack_signing_secret",
+            "rotor_api_key",
+            "rotor_webhook_secret",
+        )
+        return [name.upper() for name in required if getattr(self, name) is None]
+
     def require_serving(self) -> None:
-        """The four secrets `serve` cannot run without."""
-        for name in ("slack_bot_token", "slack_signing_secret", "rotor_api_key"):
-            if getattr(self, name) is None:
-                raise ConfigError(f"{name.upper()}: required, not set")
-        if self.rotor_webhook_secret is None:
-            raise ConfigError("ROTOR_WEBHOOK_SECRET: required, not set")
+        missing = self.missing_for_serving()
+        if missing:
+            raise ConfigError(*(f"{name}: required, not set" for name in missing))
 
     def policy_path(self) -> Path | None:
         if self.rotor_slack_config is not None:
@@ -164,10 +202,14 @@ class Settings(BaseSettings):
         return default if default.exists() else None
 
 
-def _describe(error: ValidationError, *, env: bool) -> str:
-    first = error.errors()[0]
+def _describe(error: ValidationError, *, env: bool) -> list[str]:
+    """One line per problem, naming its key."""
+    return [_describe_one(e, env=env) for e in error.errors()]
+
+
+def _describe_one(error: dict, *, env: bool) -> str:
     parts: list[str] = []
-    for part in first["loc"]:
+    for part in error["loc"]:
         if isinstance(part, int):
             parts[-1] += f"[{part}]"
         else:
@@ -175,13 +217,13 @@ def _describe(error: ValidationError, *, env: bool) -> str:
     key = ".".join(parts) or "(file)"
     if env:
         key = key.upper()
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
         message = "unknown key"
-    elif first["type"] == "missing":
+    elif error["type"] == "missing":
         message = "required, not set"
-    elif first["type"] == "string_pattern_mismatch":
-        message = f"{first['input']!r} is not a Slack id"
+    elif error["type"] == "string_pattern_mismatch":
+        message = f"{error['input']!r} is not a Slack id"
     return f"{key}: {message}"
 
 
@@ -189,7 +231,19 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:
-        raise ConfigError(_describe(e, env=True)) from None
+        raise ConfigError(*_describe(e, env=True)) from None
+
+
+def diagnose_settings() -> tuple[Settings, set[str], list[str]]:
+    """For `check`: every problem with the environment at once. Returns the settings with each
+    bad value put back to its default, the names of those fields (checks that need them are
+    skipped), and one line per problem."""
+    try:
+        return Settings(), set(), []
+    except ValidationError as e:
+        bad = {str(error["loc"][0]) for error in e.errors() if error["loc"]}
+        fallback = {name: Settings.model_fields[name].default for name in bad}
+        return Settings(**fallback), bad, _describe(e, env=True)
 
 
 def parse_policy(text: str, source: str = "policy") -> Policy:
@@ -200,7 +254,7 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {_describe(e, env=False)}") from None
+        raise ConfigError(*(f"{source}: {line}" for line in _describe(e, env=False))) from None
 
 
 def load_policy(path: Path | None) -> Policy:

@@ -1,15 +1,17 @@
-"""The rotor-slack command: manifest, check, and start-up errors."""
+"""The rotor-slack command: check, and one clear line for every start-up problem."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
-import yaml
+from sqlalchemy.engine import make_url
 
-from app.sandbox.stack import service_env
-from tests.conftest import POLICY
+from app.sandbox.stack import bind, free_port, service_env
+from tests.conftest import PG_URL, POLICY, wait_until
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -23,29 +25,6 @@ def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.C
     )
 
 
-def test_manifest_fills_the_urls():
-    result = run("manifest", "--url", "https://bot.example.org/")
-    assert result.returncode == 0, result.stderr
-    manifest = yaml.safe_load(result.stdout)
-    url = "https://bot.example.org/slack/events"
-    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
-    (command,) = manifest["features"]["slash_commands"]
-    assert command["command"] == "/approvals" and command["url"] == url
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "chat:write",
-        "commands",
-        "channels:history",
-        "groups:history",
-        "usergroups:read",
-    }
-    assert "bot.example.com" not in result.stdout
-
-
-def test_manifest_needs_https():
-    result = run("manifest", "--url", "http://insecure")
-    assert result.returncode == 2 and "https://" in result.stderr
-
-
 @pytest.fixture
 def env(tmp_path, keys, slack, rotor):
     policy = tmp_path / "policy.toml"
@@ -53,25 +32,95 @@ def env(tmp_path, keys, slack, rotor):
     return service_env(keys, slack, rotor, f"sqlite+aiosqlite:///{tmp_path}/db.sqlite", policy)
 
 
-def test_check_passes_against_slack_and_rotor(env, tmp_path):
-    result = run("check", env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "Slack: signed in" in result.stdout and "Rotor:" in result.stdout
+def problems(result: subprocess.CompletedProcess) -> list[str]:
+    """The lines on stderr, each checked to be one of ours: no traceback, no stray output."""
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("rotor-slack: ") for line in lines), result.stderr
+    return [line.removeprefix("rotor-slack: ") for line in lines]
 
 
-def test_check_fails_clearly_on_a_wrong_token_and_key(env, tmp_path):
-    env |= {"SLACK_BOT_TOKEN": "xoxb-wrong", "ROTOR_API_KEY": "wrong"}
+def test_check_passes_against_slack_rotor_and_the_database(env, tmp_path):
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 1
-    assert "Slack refused auth.test: invalid_auth" in result.stderr
-    assert "Rotor refused the API key (HTTP 401)" in result.stderr
+    assert problems(result) == [
+        "DATABASE_URL: the database schema is empty, this version needs 0001: "
+        "run `rotor-slack migrate` (or start with `serve --migrate`)"
+    ]
+    assert run("migrate", env=env, cwd=tmp_path).returncode == 0
+    result = run("check", env=env, cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == ""  # nothing left unclosed either
+    assert "Slack: signed in" in result.stdout and "Rotor:" in result.stdout
+    assert f"Database: {env['DATABASE_URL']} answers" in result.stdout
+
+
+def test_check_reports_every_problem_at_once(env, tmp_path):
+    policy = tmp_path / "no-channel.toml"
+    policy.write_text("[reminders]\nafter = 'soon'\nevery = 'often'\n")
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "ROTOR_API_KEY"):
+        env.pop(name)
+    env |= {
+        "ROTOR_WEBHOOK_SECRET": "whsec_abc",  # not base64
+        "ROTOR_SLACK_CONFIG": str(policy),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite",
+    }
+    result = run("check", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    found = problems(result)
+    assert found[:4] == [
+        "ROTOR_WEBHOOK_SECRET: must be a Standard Webhooks secret, whsec_ + base64: "
+        "copy the webhook endpoint's signing secret from Rotor again",
+        "SLACK_BOT_TOKEN: required, not set",
+        "SLACK_SIGNING_SECRET: required, not set",
+        "ROTOR_API_KEY: required, not set",
+    ]
+    assert found[4].startswith(f"{policy}: reminders.after: 'soon' is not a duration")
+    assert found[5].startswith(f"{policy}: reminders.every: 'often' is not a duration")
+    assert found[6] == (
+        f"DATABASE_URL (sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite): cannot open the "
+        f"SQLite file {tmp_path}/missing/dir/db.sqlite: create its directory and make it "
+        "writable, or point DATABASE_URL elsewhere"
+    )
+    assert len(found) == 7
+
+
+def test_check_fails_clearly_on_a_wrong_token_key_and_database(env, tmp_path):
+    env |= {
+        "SLACK_BOT_TOKEN": "xoxb-wrong",
+        "ROTOR_API_KEY": "wrong",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}",  # a directory
+    }
+    result = run("check", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert set(problems(result)) == {
+        "Slack refused auth.test: invalid_auth: check SLACK_BOT_TOKEN "
+        "(the app's Bot User OAuth Token, xoxb-…)",
+        f"Rotor at {env['ROTOR_API_URL']}/: Rotor refused the API key (HTTP 401): "
+        "check ROTOR_API_KEY",
+        f"DATABASE_URL (sqlite+aiosqlite:///{tmp_path}): cannot open the SQLite file "
+        f"{tmp_path}: create its directory and make it writable, or point DATABASE_URL elsewhere",
+    }
     assert "xoxb-wrong" not in result.stderr + result.stdout
 
 
-def test_check_fails_clearly_when_unreachable(env, tmp_path):
-    env |= {"ROTOR_API_URL": "http://127.0.0.1:9"}
+def test_check_never_shows_a_password(env, tmp_path):
+    secret = "s3cr3t-pw"
+    env |= {
+        "ROTOR_API_URL": f"http://rotor:{secret}@127.0.0.1:9",
+        "SLACK_API_URL": f"http://slack:{secret}@127.0.0.1:9/api/",
+        "DATABASE_URL": f"postgresql+asyncpg://rotor:{secret}@127.0.0.1:9/approvals",
+    }
     result = run("check", env=env, cwd=tmp_path)
-    assert result.returncode == 1 and "Rotor is unreachable" in result.stderr
+    assert result.returncode == 1
+    slack, *others = sorted(problems(result), key=lambda line: not line.startswith("Slack"))
+    assert slack.startswith("Slack unreachable at http://slack@127.0.0.1:9/api/: ")
+    assert set(others) == {
+        "Rotor at http://rotor@127.0.0.1:9/: Rotor is unreachable (ConnectError): "
+        "check ROTOR_API_URL, or try again later",
+        "DATABASE_URL (postgresql+asyncpg://rotor@127.0.0.1:9/approvals): cannot reach the "
+        "database server: Connect call failed ('127.0.0.1', 9): start PostgreSQL, or fix "
+        "the host and port",
+    }
+    assert secret not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
@@ -102,3 +151,128 @@ def test_serve_refuses_a_bad_policy_naming_the_key(env, tmp_path):
     assert result.stderr.strip() == (
         f"rotor-slack: {bad}: reminders.after: 'soon' is not a duration like 90s, 15m, 1h or 2d"
     )
+
+
+# `serve` and `migrate` open the database the same way: each case runs one of them.
+@pytest.mark.parametrize(
+    ("command", "path", "message"),
+    [
+        (
+            "serve",
+            "{tmp}/missing/db.sqlite",
+            "cannot open the SQLite file {tmp}/missing/db.sqlite: create its directory and make "
+            "it writable, or point DATABASE_URL elsewhere",
+        ),
+        (
+            "migrate",
+            "{tmp}/policy.toml",
+            "{tmp}/policy.toml is not an SQLite database: point DATABASE_URL at a new file or "
+            "at rotor-slack's database",
+        ),
+    ],
+)
+def test_an_sqlite_file_that_cannot_be_opened_is_one_line(env, tmp_path, command, path, message):
+    url = f"sqlite+aiosqlite:///{path}".format(tmp=tmp_path)
+    args = [command, "--port", "9"] if command == "serve" else [command]
+    result = run(*args, env=env | {"DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert problems(result) == [f"DATABASE_URL ({url}): {message.format(tmp=tmp_path)}"]
+
+
+@pytest.mark.skipif(not PG_URL, reason="ROTOR_SLACK_TEST_DATABASE_URL is not set")
+@pytest.mark.parametrize(
+    ("command", "change", "message"),
+    [
+        (
+            "migrate",
+            {"database": "rotor_slack_no_such_database"},
+            'database "rotor_slack_no_such_database" does not exist: '
+            "create it (`createdb rotor_slack_no_such_database`) or fix the database name",
+        ),
+        (
+            "serve",
+            {"username": "rotor_slack_no_such_role"},
+            'role "rotor_slack_no_such_role" does not exist: '
+            "create the role (`createuser --pwprompt rotor_slack_no_such_role`) or fix the user",
+        ),
+    ],
+)
+def test_a_missing_postgresql_database_or_role_is_one_line(env, tmp_path, command, change, message):
+    url = make_url(PG_URL).set(**change)
+    shown = url._replace(password=None).render_as_string(hide_password=False)
+    args = [command, "--port", "9"] if command == "serve" else [command]
+    env["DATABASE_URL"] = url.render_as_string(hide_password=False)
+    result = run(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert problems(result) == [f"DATABASE_URL ({shown}): {message}"]
+    if url.password:
+        assert f":{url.password}@" not in result.stderr
+
+
+def test_sandbox_on_a_busy_port_suggests_another(tmp_path):
+    taken = bind(0)
+    port = taken.getsockname()[1]
+    try:
+        result = run("sandbox", "--port", str(port), cwd=tmp_path)
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    assert problems(result) == [
+        f"--port: port {port} is in use on 127.0.0.1: "
+        f"choose another, e.g. rotor-slack sandbox --port {port + 1}"
+    ]
+
+
+def sandbox(tmp_path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Start `rotor-slack sandbox`; its process and what it printed once it serves."""
+    log = tmp_path / "sandbox.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "sandbox", "--port", str(free_port()), *args],
+        cwd=tmp_path,
+        env={k: v for k, v in env.items() if "proxy" not in k.lower()},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: "  database " in log.read_text() or process.poll() is not None,
+            30,
+            "the sandbox to start",
+        )
+    except AssertionError:
+        process.kill()
+        raise
+    assert process.poll() is None, log.read_text()
+    return process, log.read_text()
+
+
+def test_sandbox_keeps_to_its_own_database_and_policy(tmp_path):
+    # A deployer's shell: a real database exported, a real policy in the working directory.
+    (tmp_path / "rotor-slack.toml").write_text("this would not even parse [")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    real = "postgresql+asyncpg://deployer:hunter2@127.0.0.1:9/production"
+    env = os.environ | {"DATABASE_URL": real, "TMPDIR": str(temp)}
+    process, output = sandbox(tmp_path, env=env)
+    (own,) = temp.iterdir()
+    assert "policy: the sample policy" in output
+    assert f"database sqlite+aiosqlite:///{own}/sandbox.db (temporary, removed on exit)" in output
+    assert "production" not in output and "hunter2" not in output
+    process.send_signal(signal.SIGINT)
+    assert process.wait(15) == 0
+    assert list(temp.iterdir()) == []
+
+
+def test_sandbox_takes_a_policy_and_a_database_when_told(tmp_path):
+    policy = tmp_path / "mine.toml"
+    policy.write_text('[slack]\ndefault_channel = "C0MINE"\n')
+    database = tmp_path / "mine.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    process, output = sandbox(
+        tmp_path, "--config", str(policy), "--database-url", url, env=dict(os.environ)
+    )
+    assert f"policy: {policy}" in output
+    assert f"database {url} (from --database-url)" in output
+    process.terminate()
+    assert process.wait(15) == 0
+    assert database.stat().st_size > 0  # migrated, and left where it was asked for

@@ -6,7 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from app.config import ConfigError, load_policy, load_settings, parse_duration, parse_policy
+from app.config import (
+    ConfigError,
+    load_policy,
+    load_settings,
+    parse_duration,
+    parse_policy,
+    without_password,
+)
 
 FULL = """
 [slack]
@@ -105,6 +112,9 @@ def test_settings_from_environment(monkeypatch):
     [
         ("SLACK_BOT_TOKEN", "xoxp-user", "SLACK_BOT_TOKEN: must be a bot token"),
         ("ROTOR_WEBHOOK_SECRET", "whsec_***", "ROTOR_WEBHOOK_SECRET: must be a Standard Webhooks"),
+        # standardwebhooks itself accepts these two
+        ("ROTOR_WEBHOOK_SECRET", "whsec_abc", "ROTOR_WEBHOOK_SECRET: must be a Standard Webhooks"),
+        ("ROTOR_WEBHOOK_SECRET", "whsec_YW Jj", "ROTOR_WEBHOOK_SECRET: must be a Standard Webhook"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: must start with"),
         ("SLACK_API_URL", "not a url", "SLACK_API_URL: "),
     ],
@@ -114,6 +124,39 @@ def test_bad_settings_name_the_variable(monkeypatch, name, value, message):
     with pytest.raises(ConfigError, match=message) as error:
         load_settings()
     assert value not in str(error.value) or name == "DATABASE_URL"
+    assert "\n" not in str(error.value)
+
+
+def test_a_good_webhook_secret_passes(monkeypatch):
+    monkeypatch.setenv("ROTOR_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    assert load_settings().rotor_webhook_secret is not None
+
+
+def test_every_bad_setting_is_named_at_once(monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxp-user")
+    monkeypatch.setenv("DATABASE_URL", "mysql://x")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert [p.split(":")[0] for p in error.value.problems] == ["SLACK_BOT_TOKEN", "DATABASE_URL"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+asyncpg://app:pw@db:5432/rotor", "postgresql+asyncpg://app@db:5432/rotor"),
+        (
+            "postgresql+asyncpg://db/rotor?password=pw&ssl=on",
+            "postgresql+asyncpg://db/rotor?ssl=on",
+        ),
+        # An unescaped @ in the password: SQLAlchemy itself would misread it.
+        ("postgresql+asyncpg://app:p@w@db/rotor?password=pw", "postgresql+asyncpg://***@db/rotor"),
+        ("sqlite+aiosqlite:///./rotor-slack.db", "sqlite+aiosqlite:///./rotor-slack.db"),
+        ("https://user:pw@api.rotor.sh/", "https://user@api.rotor.sh/"),
+        ("https://api.rotor.sh:8443/v1@x", "https://api.rotor.sh:8443/v1@x"),
+    ],
+)
+def test_urls_are_shown_without_their_password(url, shown):
+    assert without_password(url) == shown
 
 
 def test_missing_secret_is_named(monkeypatch):
@@ -125,5 +168,10 @@ def test_missing_secret_is_named(monkeypatch):
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
-    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET: required, not set"):
+    with pytest.raises(ConfigError) as error:
         load_settings().require_serving()
+    assert error.value.problems == [
+        "SLACK_SIGNING_SECRET: required, not set",
+        "ROTOR_API_KEY: required, not set",
+        "ROTOR_WEBHOOK_SECRET: required, not set",
+    ]

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
+import contextlib
+import errno
 import secrets
+import shutil
+import signal
+import socket
 import tempfile
 from pathlib import Path
 
-from app.config import Policy, load_policy, load_settings, parse_policy
+import uvicorn
+
+from app.config import (
+    ConfigError,
+    Policy,
+    load_policy,
+    load_settings,
+    parse_policy,
+    without_password,
+)
 from app.sandbox.rotor import FakeRotor
 from app.sandbox.slack import FakeSlack
 from app.sandbox.stack import address, bind, uvicorn_server
@@ -54,25 +67,53 @@ def channels_of(policy: Policy) -> list[str]:
     return sorted(c for c in found if c)
 
 
-def run_sandbox(port: int, config: Path | None) -> None:
-    """The service, the stand-ins and the workspace page, in one process on loopback."""
+class _Server(uvicorn.Server):
+    """A server that leaves signals to run_sandbox, which stops all four servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def _listen(port: int) -> socket.socket:
+    """The workspace page's socket, or one line saying what to do instead."""
+    try:
+        return bind(port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            problem = f"port {port} is in use on 127.0.0.1"
+        elif e.errno == errno.EACCES:
+            problem = f"not allowed to listen on port {port}"
+        else:
+            problem = f"cannot listen on port {port}: {e.strerror}"
+        suggestion = 8000 if port < 1024 else port + 1
+        raise ConfigError(
+            f"--port: {problem}: choose another, e.g. rotor-slack sandbox --port {suggestion}"
+        ) from None
+
+
+def run_sandbox(port: int, config: Path | None, database_url: str | None = None) -> None:
+    """The service, the stand-ins and the workspace page, in one process on loopback.
+
+    Only what is passed counts: the policy file is `config` (else the sample policy) and the
+    database `database_url` (else a temporary one, removed on exit), never the environment's
+    DATABASE_URL or ./rotor-slack.toml, so trying the sandbox cannot touch a real deployment."""
     from app import logs, schema
-    from app.db import Store
     from app.main import create_app
     from app.sandbox.workspace import workspace_app
 
     keys = new_secrets()
-    policy_path = config or load_settings().policy_path()
-    policy = load_policy(policy_path) if policy_path else SAMPLE_POLICY
+    policy = load_policy(config) if config else SAMPLE_POLICY
     channels = channels_of(policy)
     slack = FakeSlack(keys["SLACK_BOT_TOKEN"], keys["SLACK_SIGNING_SECRET"], channels)
     rotor = FakeRotor(keys["ROTOR_API_KEY"], keys["ROTOR_WEBHOOK_SECRET"])
     page = workspace_app(slack, rotor, policy, channels)
-    database = Path(tempfile.mkdtemp(prefix="rotor-slack-sandbox-")) / "sandbox.db"
+    page_socket = _listen(port)
+    temp = Path(tempfile.mkdtemp(prefix="rotor-slack-sandbox-"))
 
     async def main() -> None:
         sockets = {name: bind(0) for name in ("slack", "rotor", "service")}
-        sockets["page"] = bind(port)
+        sockets["page"] = page_socket
         slack.base_url, rotor.base_url = address(sockets["slack"]), address(sockets["rotor"])
         service_url = address(sockets["service"])
         slack.app_url, rotor.webhook_url = (
@@ -86,21 +127,37 @@ def run_sandbox(port: int, config: Path | None) -> None:
             rotor_api_key=keys["ROTOR_API_KEY"],
             rotor_api_url=rotor.base_url,
             rotor_webhook_secret=keys["ROTOR_WEBHOOK_SECRET"],
-            database_url=os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{database}"),
+            database_url=database_url or f"sqlite+aiosqlite:///{temp / 'sandbox.db'}",
+            rotor_slack_config=config,
         )
-        store = Store(settings.database_url)
-        await schema.upgrade(store)
-        await store.close()
+        setting = "DATABASE_URL" if database_url is None else "--database-url"
+        await schema.prepare(settings.database_url, migrate=True, setting=setting)
         apps = {
             "slack": slack.app,
             "rotor": rotor.app,
             "service": create_app(settings, policy),
             "page": page,
         }
-        servers = {name: uvicorn_server(app, 0) for name, app in apps.items()}
-        print(f"rotor-slack sandbox: open {address(sockets['page'])}", flush=True)
-        print(f"  service {service_url}, database {settings.database_url}", flush=True)
-        await asyncio.gather(*(servers[n].serve(sockets=[sockets[n]]) for n in servers))
+        servers = [_Server(uvicorn_server(app, 0).config) for app in apps.values()]
+
+        def stop() -> None:  # Ctrl-C or SIGTERM: all servers stop; a second time, at once
+            for server in servers:
+                server.force_exit = server.should_exit
+                server.should_exit = True
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop)
+        where = "temporary, removed on exit" if database_url is None else "from --database-url"
+        print(f"rotor-slack sandbox: open {address(page_socket)}", flush=True)
+        print(f"  policy: {config or 'the sample policy (--config FILE tries yours)'}", flush=True)
+        print(f"  service {service_url}", flush=True)
+        print(f"  database {without_password(settings.database_url)} ({where})", flush=True)
+        await asyncio.gather(
+            *(server.serve(sockets=[sockets[n]]) for n, server in zip(apps, servers, strict=True))
+        )
 
     logs.setup("WARNING")
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
