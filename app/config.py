@@ -98,10 +98,18 @@ class SyncPolicy(_Strict):
     every: Duration = timedelta(minutes=5)
 
 
+# A dotted path into a job's payload, e.g. `requestedBy` or `meta.owner.email`.
+PayloadPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)]
+
+
 class QueuePolicy(_Strict):
     name: str = Field(min_length=1)
     channel: ChannelId | None = None
     approvers: list[ApproverId] | None = None
+    # Distinct approvers needed before Rotor is approved.
+    required_approvals: int = Field(default=1, ge=1, le=25)
+    # Where the payload names who asked: a Slack user id (U…/W…) or an email.
+    requester: PayloadPath | None = None
 
 
 class Policy(_Strict):
@@ -130,6 +138,14 @@ class Policy(_Strict):
     def channel_for(self, queue_name: str) -> str | None:
         queue = self.queue(queue_name)
         return (queue and queue.channel) or self.slack.default_channel
+
+    def required_approvals(self, queue_name: str) -> int:
+        queue = self.queue(queue_name)
+        return queue.required_approvals if queue else 1
+
+    def requester_path(self, queue_name: str) -> str | None:
+        queue = self.queue(queue_name)
+        return queue.requester if queue else None
 
     def approvers_for(self, queue_name: str) -> list[str] | None:
         """None means anyone who can see the message may decide."""

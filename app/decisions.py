@@ -22,6 +22,7 @@ from app.intake import Intake, from_rotor
 from app.retry import backoff
 from app.rotor import RotorClient, RotorConflict, RotorError, RotorNotFound
 from app.slack.approvers import ApproverCheck
+from app.slack.requesters import Requesters
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,17 @@ class Decider:
         rotor: RotorClient,
         policy: Policy,
         approvers: ApproverCheck,
+        requesters: Requesters,
         intake: Intake,
         wake_outbox: Callable[[], None],
     ) -> None:
-        self.approvals, self.rotor, self.policy, self.approvers = (
+        self.approvals, self.votes, self.rotor, self.policy = (
             store.approvals,
+            store.votes,
             rotor,
             policy,
-            approvers,
         )
+        self.approvers, self.requesters = approvers, requesters
         self.intake, self._wake = intake, wake_outbox
         self.in_flight = InFlight()
         self._recording: set[asyncio.Task] = set()
@@ -108,10 +111,33 @@ class Decider:
         with self.in_flight.track():
             await self._decide(approval_id, user, status, reason)
 
+    async def requester(self, approval: Approval) -> str | None:
+        """Who asked for the job: resolved when it was posted, or now if it was not."""
+        if approval.requester:
+            return approval.requester
+        path = self.policy.requester_path(approval.queue_name)
+        return await self.requesters.resolve(approval.payload, path)
+
     async def _decide(self, approval_id: str, user: str, status: str, reason: str | None) -> None:
         extra = {"approval_id": approval_id, "user": user}
         verb = verb_for(status)
-        await self.vet(approval_id, user, verb)
+        approval = await self.vet(approval_id, user, verb)
+        voted = False
+        if status == Status.APPROVED:
+            if await self.requester(approval) == user:
+                metrics.DECISIONS.labels(outcome="forbidden").inc()
+                raise errors.OwnRequest()
+            required = self.policy.required_approvals(approval.queue_name)
+            if required > 1:
+                voters = await self.votes.cast(approval_id, user, required)
+                if voters is None:
+                    waiting = required - len(await self.votes.voters(approval_id))
+                    raise errors.AlreadyVoted(max(waiting, 1))
+                log.info("vote %d of %d", len(voters), required, extra=extra)
+                if len(voters) < required:
+                    self._wake()  # the message shows the progress
+                    return
+                voted = True
         if not await self.approvals.claim_decision(approval_id, user, CLAIM_HOLD):
             current = await self.approvals.get(approval_id)
             if current.status != Status.PENDING:
@@ -126,6 +152,8 @@ class Decider:
             await self._decided_elsewhere(approval_id, user)
         except RotorError as e:
             await self.approvals.release_claim(approval_id, user)
+            if voted:
+                await self.votes.withdraw(approval_id, user)  # so a click again counts again
             metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
             metrics.DECISIONS.labels(outcome="rotor_error").inc()
             log.warning("decision failed at Rotor: %s", e, extra=extra)

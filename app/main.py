@@ -26,6 +26,7 @@ from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
 from app.slack.listeners import Services
+from app.slack.requesters import Requesters
 from app.webhooks import MAX_BODY, webhook_endpoint
 from app.workers.outbox import Outbox
 from app.workers.reminders import Reminders
@@ -86,9 +87,10 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         timeout=policy.slack.timeout.total_seconds(),
         retry_handlers=[],
     )
-    outbox = Outbox(store, slack, policy)
+    requesters = Requesters(slack)
+    outbox = Outbox(store, slack, policy, requesters)
     intake = Intake(store, policy, outbox.wake)
-    decider = Decider(store, rotor, policy, ApproverCheck(slack), intake, outbox.wake)
+    decider = Decider(store, rotor, policy, ApproverCheck(slack), requesters, intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
     services = Services(decider=decider, rotor=rotor, approvals=store.approvals)

@@ -96,7 +96,8 @@ class Approvals:
         decided_by: str | None,
         reason: str | None = None,
     ) -> bool:
-        """Mark a pending approval decided and queue the message update. False if not pending."""
+        """Mark a pending approval decided and queue the message update (and the requester's
+        DM). False if it was not pending."""
         async with self._db.session() as s:
             approval = await s.get(Approval, approval_id, with_for_update=True)
             if approval is None or approval.status != Status.PENDING:
@@ -109,6 +110,12 @@ class Approvals:
             approval.next_reminder_at = None
             lane = f"update:{approval.channel or ''}"
             s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+            if approval.requester:  # told how it ended, in a DM
+                s.add(
+                    OutboxTask(
+                        approval_id=approval_id, kind=TaskKind.NOTIFY, lane=approval.requester
+                    )
+                )
             return True
 
     # --- reminders -------------------------------------------------------------------------

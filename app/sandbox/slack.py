@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import random
+import re
 import secrets
 import threading
 import time
@@ -162,6 +163,14 @@ def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str
     }
 
 
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def dm_channel(user: str) -> str:
+    """The id of the app's DM with a user (Slack answers a D… id for a post to a user id)."""
+    return "D" + user[1:]
+
+
 class FakeSlack:
     def __init__(
         self,
@@ -176,6 +185,7 @@ class FakeSlack:
         self.posts_per_second, self.burst = posts_per_second, burst
         self.absent_from: set[str] = set()  # channels the bot was not invited to
         self.usergroups: dict[str, list[str]] = {}
+        self.emails: dict[str, str] = {}  # email -> user id, for users.lookupByEmail
         self.app_url = ""  # the service's /slack/events, set once it runs
         self.base_url = ""  # ours, set once we run
         self.messages: list[Message] = []
@@ -219,6 +229,10 @@ class FakeSlack:
                 for m in self.messages
                 if (m.metadata or {}).get("event_payload", {}).get("approval_id") == approval_id
             ]
+
+    def dms_for(self, user: str) -> list[Message]:
+        """What the app wrote to `user` in its Messages tab (a DM)."""
+        return self.channel_messages(dm_channel(user))
 
     def ephemerals_for(self, user: str) -> list[Ephemeral]:
         with self._lock:
@@ -274,6 +288,8 @@ class FakeSlack:
 
     def _channel(self, args: dict) -> str:
         channel = args.get("channel")
+        if isinstance(channel, str) and USER_ID.fullmatch(channel):
+            return dm_channel(channel)  # a user id: the app's DM with that person
         if channel not in self.channels:
             raise SlackError("channel_not_found")
         if channel in self.absent_from:
@@ -367,6 +383,12 @@ class FakeSlack:
             ],
             "has_more": False,
         }
+
+    def api_users_lookupByEmail(self, args: dict) -> dict:
+        user = self.emails.get(str(args.get("email", "")).lower())
+        if user is None:
+            raise SlackError("users_not_found")
+        return {"user": {"id": user, "profile": {"email": args["email"]}}}
 
     def api_usergroups_users_list(self, args: dict) -> dict:
         group = args.get("usergroup")

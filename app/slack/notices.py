@@ -23,6 +23,11 @@ def notice(error: Exception) -> str | None:
             return f"Could not reach Rotor ({escape(detail)}). Nothing changed."
         case errors.NotAnApprover(queue_name=queue, verb=verb):
             return f"You are not an approver for *{escape(queue)}*, so you cannot {verb} this job."
+        case errors.OwnRequest():
+            return "You requested this job, so someone else must approve it."
+        case errors.AlreadyVoted(waiting_for=waiting):
+            more = "1 more approval" if waiting == 1 else f"{waiting} more approvals"
+            return f"You approved already; waiting for {more}."
         case errors.AlreadyDecided(approval=approval):
             return f"Already decided: {outcome_line(approval)}"
         case errors.ClaimHeld(claimed_by=user):
