@@ -243,6 +243,43 @@ def retry_failed() -> None:
 
 
 @cli.command()
+def audit(
+    since: Annotated[str, typer.Option(help="How far back: 90s, 15m, 1h, 7d.")] = "7d",
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+) -> None:
+    """Every decision to stdout, one row each, with every approver of a quorum."""
+    from app import audit as trail
+    from app.config import parse_duration
+    from app.db import Store
+    from app.db.models import utcnow
+
+    if fmt not in ("jsonl", "csv"):
+        _fail("--format: jsonl or csv")
+    try:
+        window = parse_duration(since)
+    except ValueError as e:
+        _fail(f"--since: {e}")
+    try:
+        settings = load_settings()
+        _prepare_schema(settings, migrate=False)
+    except ConfigError as e:
+        _fail(e)
+
+    async def read() -> list[dict]:
+        store = Store(settings.database_url)
+        try:
+            decided = await store.approvals.decided_since(utcnow() - window, queue)
+            votes = await store.votes.of([a.id for a in decided])
+            return [trail.row(a, votes[a.id]) for a in decided]
+        finally:
+            await store.close()
+
+    rows = asyncio.run(read())
+    typer.echo(trail.as_csv(rows) if fmt == "csv" else trail.as_jsonl(rows), nl=False)
+
+
+@cli.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="Port of the workspace page.")] = 8000,
     config: Annotated[

@@ -110,6 +110,8 @@ class QueuePolicy(_Strict):
     required_approvals: int = Field(default=1, ge=1, le=25)
     # Where the payload names who asked: a Slack user id (U…/W…) or an email.
     requester: PayloadPath | None = None
+    # Still pending this long: rejected in Rotor as expired. None: never.
+    expire_after: Duration | None = None
 
 
 class Policy(_Strict):
@@ -142,6 +144,10 @@ class Policy(_Strict):
     def required_approvals(self, queue_name: str) -> int:
         queue = self.queue(queue_name)
         return queue.required_approvals if queue else 1
+
+    def expire_after(self, queue_name: str) -> timedelta | None:
+        queue = self.queue(queue_name)
+        return queue.expire_after if queue else None
 
     def requester_path(self, queue_name: str) -> str | None:
         queue = self.queue(queue_name)

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from functools import partial
 
 from app import errors, metrics
 from app.config import Policy
@@ -27,6 +28,16 @@ from app.slack.requesters import Requesters
 log = logging.getLogger(__name__)
 
 CLAIM_HOLD = timedelta(seconds=60)  # longer than the Rotor client's timeout
+EXPIRY = "expiry"  # who holds the claim while an approval is being expired
+
+
+def duration_text(delta: timedelta) -> str:
+    """A duration as the policy file writes it: 3d, 12h, 90m, 45s."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 class InFlight:
@@ -149,7 +160,7 @@ class Decider:
             else:
                 await self.rotor.reject(approval_id, reason or "")
         except RotorConflict:
-            await self._decided_elsewhere(approval_id, user)
+            await self._decided_elsewhere(approval, user)
         except RotorError as e:
             await self.approvals.release_claim(approval_id, user)
             if voted:
@@ -160,10 +171,11 @@ class Decider:
             raise errors.RotorFailed(verb, str(e)) from None
         metrics.DECISIONS.labels(outcome=status).inc()
         log.info("decided: %s", status, extra=extra)
-        await self._record(approval_id, status, user, reason)
+        await self._record(approval, status, user, reason)
 
-    async def _decided_elsewhere(self, approval_id: str, user: str) -> None:
+    async def _decided_elsewhere(self, approval: Approval, user: str) -> None:
         """Rotor answered 409: record its real state; always raises."""
+        approval_id = approval.id
         try:
             real = await self.rotor.get_approval(approval_id)
         except RotorError as e:
@@ -173,30 +185,56 @@ class Decider:
             await self.approvals.release_claim(approval_id, user)
             raise errors.StillPending()
         metrics.DECISIONS.labels(outcome="conflict").inc()
-        await self._record(approval_id, real.status, None, real.reason)
+        await self._record(approval, real.status, None, real.reason)
         raise errors.DecidedElsewhere(real.status)
 
-    async def _record(self, approval_id: str, status: str, user: str | None, reason) -> None:
+    async def _record(
+        self, approval: Approval, status: str, user: str | None, reason, expired: bool = False
+    ) -> None:
         """Record what Rotor decided; if the database is down, keep trying in the background
         until it answers (Rotor has decided: the message must follow without waiting for sync)."""
+        record = partial(self.approvals.record_decision, approval.id, status, user, reason, expired)
         try:
-            await self.approvals.record_decision(approval_id, status, user, reason)
+            await record()
         except errors.DatabaseUnavailable:
-            task = asyncio.create_task(self._record_later(approval_id, status, user, reason))
+            task = asyncio.create_task(self._record_later(approval.id, record))
             self._recording.add(task)  # a strong reference until it is done
             task.add_done_callback(self._recording.discard)
             raise errors.RecordingDelayed(verb_for(status)) from None
+        metrics.observe_decision(approval, "expired" if expired else status)
         self._wake()
 
-    async def _record_later(self, approval_id: str, status: str, user, reason) -> None:
+    async def _record_later(self, approval_id: str, record: Callable[[], Awaitable]) -> None:
         extra = {"approval_id": approval_id}
         log.warning("decision taken in Rotor, recording it once the database answers", extra=extra)
         for attempt in itertools.count(1):
             await asyncio.sleep(backoff(attempt, base=0.5, cap=10.0))
             try:
-                await self.approvals.record_decision(approval_id, status, user, reason)
+                await record()
             except errors.DatabaseUnavailable:
                 continue
             log.warning("decision recorded after the database came back", extra=extra)
             self._wake()
             return
+
+    async def expire(self, approval: Approval, after: timedelta) -> bool:
+        """Reject in Rotor an approval nobody decided within `after`; True when it did.
+
+        The claim makes it once across replicas; a 409 records Rotor's real state instead.
+        """
+        if not await self.approvals.claim_decision(approval.id, EXPIRY, CLAIM_HOLD):
+            return False
+        reason = f"Expired: no decision within {duration_text(after)}"
+        try:
+            await self.rotor.reject(approval.id, reason)
+        except RotorConflict:
+            with contextlib.suppress(errors.DecisionRefused):
+                await self._decided_elsewhere(approval, EXPIRY)
+            return False
+        except RotorError:
+            await self.approvals.release_claim(approval.id, EXPIRY)
+            raise  # the next sweep tries again
+        log.info("expired", extra={"approval_id": approval.id})
+        with contextlib.suppress(errors.RecordingDelayed):
+            await self._record(approval, Status.REJECTED, None, reason, expired=True)
+        return True

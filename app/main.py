@@ -91,7 +91,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     outbox = Outbox(store, slack, policy, requesters)
     intake = Intake(store, policy, outbox.wake)
     decider = Decider(store, rotor, policy, ApproverCheck(slack), requesters, intake, outbox.wake)
-    reminders = Reminders(store, policy, outbox.wake)
+    reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
     services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
     bolt = build_bolt_app(

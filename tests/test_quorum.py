@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -132,3 +137,57 @@ def test_the_requester_is_told_when_it_is_decided_outside_slack(start_service, s
     rotor.decide_outside(approval["id"], "approved")
     dm = wait_until(lambda: slack.dms_for(MALLORY), 15, "the requester's DM")
     assert "outside Slack" in dm[0].text
+
+
+EXPIRING = (
+    QUORUM
+    + """
+[[queues]]
+name = "batch"
+channel = "C0OPS"
+requester = "owner"
+expire_after = "6s"
+"""
+)
+
+
+def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, rotor, tmp_path):
+    slack.emails = {"mallory@example.com": MALLORY}
+    first = start_service(make_policy(queues=EXPIRING))
+    start_service(make_policy(queues=EXPIRING))
+    stale = rotor.enqueue("batch", {"owner": "mallory@example.com"})
+    quick = rotor.enqueue("batch", {"owner": "mallory@example.com"})
+    posted(slack, stale["id"])
+    slack.click(CAROL, posted(slack, quick["id"]), "approve")
+    decided(slack, quick["id"])
+
+    message = decided(slack, stale["id"])
+    assert message.blocks[0]["text"]["text"] == "Expired: batch"
+    assert not any(b["type"] == "actions" for b in message.blocks)
+    assert "Expired: no decision within 6s" in outcome(message)
+    assert rotor.approvals[stale["id"]]["reason"] == "Expired: no decision within 6s"
+    dms = wait_until(lambda: len(slack.dms_for(MALLORY)) == 2 and slack.dms_for(MALLORY))
+    assert any("Expired" in dm.text for dm in dms)
+    assert rotor.decisions == [(quick["id"], "approved"), (stale["id"], "rejected")]
+
+    def audit(fmt: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "audit", "--since", "1h", "--format", fmt],
+            env=first.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    rows = [json.loads(line) for line in audit("jsonl").splitlines()]
+    assert [(r["approval_id"], r["outcome"]) for r in rows] == [
+        (quick["id"], "approved"),
+        (stale["id"], "expired"),
+    ]
+    assert rows[0]["decided_by"] == CAROL and rows[0]["requester"] == MALLORY
+    assert rows[1]["reason"] == "Expired: no decision within 6s"
+    table = list(csv.DictReader(io.StringIO(audit("csv"))))
+    assert [r["outcome"] for r in table] == ["approved", "expired"]

@@ -55,6 +55,10 @@ class Approval(SQLModel, table=True):
     next_reminder_at: datetime | None = Field(default=None, index=True)
     # The Slack user who asked for the job, once resolved from the payload.
     requester: str | None = None
+    # When a still pending approval is rejected as expired (indexed for the sweep); and whether
+    # it ended that way.
+    expires_at: datetime | None = Field(default=None, index=True)
+    expired: bool = False
 
 
 class Vote(SQLModel, table=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import delete, select
 
@@ -41,6 +43,19 @@ class Votes:
     async def voters(self, approval_id: str) -> list[str]:
         async with self._db.session() as s:
             return await self._voters(s, approval_id)
+
+    async def of(self, approval_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
+        """Each approval's votes as (user, time), in order."""
+        found: dict[str, list[tuple[str, datetime]]] = {i: [] for i in approval_ids}
+        async with self._db.session() as s:
+            for start in range(0, len(approval_ids), 500):
+                chunk = approval_ids[start : start + 500]
+                rows = await s.exec(
+                    select(Vote).where(Vote.approval_id.in_(chunk)).order_by(Vote.voted_at)
+                )
+                for vote in rows.all():
+                    found[vote.approval_id].append((vote.user, vote.voted_at))
+        return found
 
     @staticmethod
     async def _voters(s, approval_id: str) -> list[str]:

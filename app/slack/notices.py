@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app import errors
+from app.decisions import EXPIRY
 from app.slack.blocks.approval import outcome_line
 from app.slack.blocks.text import escape
 
@@ -30,6 +31,8 @@ def notice(error: Exception) -> str | None:
             return f"You approved already; waiting for {more}."
         case errors.AlreadyDecided(approval=approval):
             return f"Already decided: {outcome_line(approval)}"
+        case errors.ClaimHeld(claimed_by=user) if user == EXPIRY:
+            return "This approval is expiring right now: it waited longer than its queue allows."
         case errors.ClaimHeld(claimed_by=user):
             return f"<@{user}> is deciding this approval right now."
         case errors.RotorFailed(verb=verb, detail=detail):

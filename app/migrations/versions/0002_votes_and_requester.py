@@ -1,4 +1,4 @@
-"""Quorum votes and the resolved requester of an approval.
+"""Quorum votes, the resolved requester of an approval, and expiry.
 
 Revision ID: 0002
 Revises: 0001
@@ -16,6 +16,11 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("approvals") as batch:
         batch.add_column(sa.Column("requester", sa.String(), nullable=True))
+        batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("expired", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.create_index("ix_approvals_expires_at", ["expires_at"])
     op.create_table(
         "votes",
         sa.Column("approval_id", sa.String(), nullable=False),
@@ -29,4 +34,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("votes")
     with op.batch_alter_table("approvals") as batch:
+        batch.drop_index("ix_approvals_expires_at")
+        batch.drop_column("expired")
+        batch.drop_column("expires_at")
         batch.drop_column("requester")

@@ -57,7 +57,9 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     verb = {Status.APPROVED: "Approved", Status.REJECTED: "Rejected"}[approval.status]
     icon = {Status.APPROVED: ":white_check_mark:", Status.REJECTED: ":x:"}[approval.status]
     voters = voters or []
-    if approval.status == Status.APPROVED and voters:
+    if approval.expired:
+        verb, icon, who = "Expired", ":hourglass:", "with no decision"
+    elif approval.status == Status.APPROVED and voters:
         who = "by " + ", ".join(f"<@{v}>" for v in voters)
     elif approval.decided_by:
         who = f"by <@{approval.decided_by}>"
@@ -79,6 +81,10 @@ _TITLES = {
 }
 
 
+def title_word(approval: Approval) -> str:
+    return "Expired" if approval.expired else _TITLES[approval.status]
+
+
 def approval_message(
     approval: Approval, meant_for: str | None = None, quorum: Quorum = Quorum()
 ) -> Message:
@@ -91,9 +97,7 @@ def approval_message(
     blocks: list[Block] = [
         HeaderBlock(
             block_id="title",
-            text=PlainTextObject(
-                text=clip(f"{_TITLES[approval.status]}: {approval.queue_name}", 150)
-            ),
+            text=PlainTextObject(text=clip(f"{title_word(approval)}: {approval.queue_name}", 150)),
         ),
         SectionBlock(
             block_id="facts",
@@ -131,8 +135,7 @@ def approval_message(
     else:
         outcome = outcome_line(approval, quorum.voters)
         blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome)))
-        verb = "Approved" if approval.status == Status.APPROVED else "Rejected"
-        fallback = f"{verb}: job {job} on queue {queue}"
+        fallback = f"{title_word(approval)}: job {job} on queue {queue}"
     if buttons:
         blocks.append(ActionsBlock(block_id="actions", elements=buttons))
     return Message(text=fallback, blocks=blocks)
