@@ -47,6 +47,9 @@ every = "3s"  # a decision "from the CLI" shows in Slack within seconds
 name = "payments"
 channel = "C0FINANCE"
 approvers = ["U0CAROL", "S0FINANCE"]
+required_approvals = 2      # Carol and a member of the finance group
+requester = "requested_by"  # told in a DM how it ended; cannot approve their own payment
+expire_after = "3d"         # fast-forward the clock to see it expire
 """,
     source="sample policy",
 )
