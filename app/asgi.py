@@ -142,7 +142,8 @@ class RequestGuard:
     async def _refuse(self, scope: Scope, send: Send, refused: Refused) -> None:
         if scope["path"] == WEBHOOK_PATH:
             metrics.WEBHOOKS.labels(outcome=f"rejected_{refused.status}").inc()
-        log.warning("%s refused: %s", scope["path"], refused.message)
+        # Path and status in the template: the log filter limits each kind of refusal apart.
+        log.warning(f"{scope['path']} answered {refused.status}: %s", refused.message)
         # Close the connection: the rest of the body is not worth reading.
         headers = {"connection": "close"} | refused.headers
         response = JSONResponse({"error": refused.message}, refused.status, headers)
