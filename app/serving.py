@@ -9,6 +9,7 @@ import resource
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEADER_SECONDS = 10.0  # a request's header block must be complete within this
+READ_BYTES = 16 * 1024  # read from a socket at a time
 
 
 class HeaderDeadline(H11Protocol):
@@ -18,6 +19,10 @@ class HeaderDeadline(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # asyncio reads 256 KiB at a time; uvicorn buffers one read past its 64 KiB mark
+        # before it pauses, on every connection, before the app can refuse the body.
+        if hasattr(transport, "max_size"):  # asyncio's own transports (uvloop has none)
+            transport.max_size = READ_BYTES
         self._expect_headers(None)
 
     def on_response_complete(self) -> None:
