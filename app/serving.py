@@ -5,44 +5,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+from typing import ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEADER_SECONDS = 10.0  # a request's header block must be complete within this
+WAITING_MAX = 500  # connections waiting for a header block; beyond it the oldest is closed
 READ_BYTES = 16 * 1024  # read from a socket at a time
 
 
-class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol, closing connections that do not finish a request's headers in
-    HEADER_SECONDS (uvicorn itself waits for ever, so half-sent headers would hold a file
-    descriptor each until the process runs out)."""
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol, bounding connections that have not sent a request's headers
+    (uvicorn waits for them for ever, each holding a file descriptor): each is closed after
+    HEADER_SECONDS, and beyond WAITING_MAX of them the oldest is closed at once."""
+
+    waiting: ClassVar[dict[GuardedH11, None]] = {}  # oldest first
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # asyncio reads 256 KiB at a time; uvicorn buffers one read past its 64 KiB mark
-        # before it pauses, on every connection, before the app can refuse the body.
+        # asyncio reads 256 KiB at a time, and uvicorn buffers one read past its 64 KiB mark
+        # on every connection before the app can refuse the body.
         if hasattr(transport, "max_size"):  # asyncio's own transports (uvloop has none)
             transport.max_size = READ_BYTES
-        self._expect_headers(None)
+        self._wait_for_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._before:  # a request's headers have arrived
+            self.waiting.pop(self, None)
 
     def on_response_complete(self) -> None:
-        done = self.cycle
+        before = self.cycle
         super().on_response_complete()
-        self._expect_headers(done)
+        if self.cycle is before and not self.transport.is_closing():  # none pipelined
+            self._wait_for_headers()
 
-    def _expect_headers(self, cycle: object) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.waiting.pop(self, None)
+        super().connection_lost(exc)
+
+    def _wait_for_headers(self) -> None:
+        self._before = self.cycle
+        self.waiting[self] = None
+        while len(self.waiting) > WAITING_MAX:
+            oldest = next(iter(self.waiting))
+            self.waiting.pop(oldest)
+            oldest.transport.close()
+        self.loop.call_later(HEADER_SECONDS, self._close_if_waiting, self.cycle)
+
+    def _close_if_waiting(self, cycle: object) -> None:
         # A request whose headers arrive starts a new cycle; none did if it is the same.
-        self.loop.call_later(HEADER_SECONDS, self._close_if_idle, cycle)
-
-    def _close_if_idle(self, cycle: object) -> None:
         if self.cycle is cycle and not self.transport.is_closing():
             self.transport.close()
 
 
-# uvicorn.run() arguments; limit_concurrency counts connections and requests in progress
-# (beyond it uvicorn answers 503 itself). Each connection may buffer about 64 KiB ahead.
+# uvicorn.run() arguments. limit_concurrency counts connections and requests in progress
+# (beyond it uvicorn answers 503 itself); each may buffer about 64 KiB of body ahead.
 LIMITS = {
-    "http": HeaderDeadline,
+    "http": GuardedH11,
     "limit_concurrency": 1000,
     "backlog": 1024,
     "timeout_keep_alive": 5,  # seconds an idle keep-alive connection stays open

@@ -3,13 +3,15 @@
 A separate process keeps N connections open to /rotor/webhook, each declaring a 1 MiB body
 with Standard Webhooks headers that pass every check but the signature, sending all of it but
 the last KiB and stalling until the service answers (with --reconnect it opens a new one a
-second after each answer, as a determined attacker would).
+second after each answer, as a determined attacker would; --half-headers N adds N connections
+that stop in the middle of their header block).
 Meanwhile this process probes /healthz on a new connection every quarter second and sends a
 real signed webhook every second. Prints /healthz latency, the time real webhooks took to be
 accepted and the service's peak RSS (VmHWM, target < 300 MB), each beside its baseline
 measured in the same run before the flood.
 
-    python bench/flood.py [--connections 600] [--seconds 20] [--reconnect] [--database URL]
+    python bench/flood.py [--connections 600] [--seconds 20] [--half-headers 0] [--reconnect]
+                          [--database URL]
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from app.webhooks import MAX_BODY
 PIECE = 64 * 1024  # written at a time, so the attacker's own buffers stay small
 
 
-def attack(host: str, port: int, connections: int, seconds: float, again: bool) -> dict[str, int]:
-    return asyncio.run(_attack(host, port, connections, seconds, again))
+def attack(
+    host: str, port: int, connections: int, half: int, seconds: float, again: bool
+) -> dict[str, int]:
+    return asyncio.run(_attack(host, port, connections, half, seconds, again))
 
 
 async def _attack(
-    host: str, port: int, connections: int, seconds: float, again: bool
+    host: str, port: int, connections: int, half: int, seconds: float, again: bool
 ) -> dict[str, int]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -61,7 +65,15 @@ async def _attack(
         finally:
             writer.close()
 
-    async def connection() -> None:
+    async def half_headers() -> str:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(b"POST /rotor/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            return "half headers: " + ("closed" if not await reader.read() else "answered")
+        finally:
+            writer.close()
+
+    async def connection(upload=upload) -> None:
         while (left := deadline - loop.time()) > 0:
             try:
                 outcomes[await asyncio.wait_for(upload(), left)] += 1
@@ -73,7 +85,10 @@ async def _attack(
                 return
             await asyncio.sleep(1)
 
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await asyncio.gather(
+        *(connection() for _ in range(connections)),
+        *(connection(half_headers) for _ in range(half)),
+    )
     return dict(outcomes)
 
 
@@ -95,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=600)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--half-headers", type=int, default=0, help="connections that stop mid-headers"
+    )
     parser.add_argument("--reconnect", action="store_true", help="a new upload after each answer")
     parser.add_argument("--database", help="DATABASE_URL (default: a fresh SQLite file)")
     args = parser.parse_args()
@@ -106,7 +124,13 @@ def main() -> None:
         host, port = service.url.removeprefix("http://").split(":")
         with ProcessPoolExecutor(1) as pool:
             flood = pool.submit(
-                attack, host, int(port), args.connections, args.seconds, args.reconnect
+                attack,
+                host,
+                int(port),
+                args.connections,
+                args.half_headers,
+                args.seconds,
+                args.reconnect,
             )
             time.sleep(min(3.0, args.seconds / 4))  # let the connections pile up
             probes, accepted, approvals = [], [], []
@@ -141,7 +165,8 @@ def main() -> None:
     codes = Counter(code for code, _ in accepted)
     took = [seconds for _, seconds in accepted]
     again = ", each opened again a second after its answer" if args.reconnect else ""
-    flood = f"{args.connections} stalled 1 MiB uploads, {args.seconds:g} s{again}"
+    half = f" and {args.half_headers} half-sent header blocks" if args.half_headers else ""
+    flood = f"{args.connections} stalled 1 MiB uploads{half}, {args.seconds:g} s{again}"
     print(f"flood                  {flood}")
     print(f"attacker's outcomes    {dict(sorted(outcomes.items()))}")
     print(

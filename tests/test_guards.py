@@ -17,7 +17,7 @@ import pytest
 from app.asgi import BODY_SECONDS, BUFFER_BYTES
 from app.sandbox.rotor import new_approval_id, sign_webhook
 from app.sandbox.slack import sign_slack
-from app.serving import HEADER_SECONDS
+from app.serving import HEADER_SECONDS, WAITING_MAX
 from app.webhooks import MAX_BODY
 from tests.conftest import wait_until
 
@@ -169,3 +169,23 @@ def test_an_unexpected_failure_is_answered_500_and_counted(service, rotor, datab
     assert response.status_code == 500
     assert response.json() == {"error": "internal error"}
     wait_until(lambda: counted(service, "error") == 1, what="the 500 counted")
+
+
+def test_connections_that_never_finish_their_headers_are_bounded(service):
+    port = urlsplit(service.url).port
+    half = []
+    for _ in range(WAITING_MAX + 100):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /rotor/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        half.append(sock)
+    # Beyond WAITING_MAX the oldest are closed at once, not after HEADER_SECONDS.
+    started, closed = time.monotonic(), set()
+    while len(closed) < 100 and time.monotonic() - started < HEADER_SECONDS / 2:
+        for sock in select.select([s for s in half if s not in closed], [], [], 0.5)[0]:
+            assert sock.recv(100) == b""
+            closed.add(sock)
+    assert closed == set(half[:100])
+    # The service still answers everyone else.
+    assert service.get("/healthz").status_code == 200
+    for sock in half:
+        sock.close()
