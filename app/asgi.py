@@ -100,14 +100,11 @@ class RequestGuard:
             except TimeoutError:
                 raise Refused(408, f"body not received within {self.seconds:g}s") from None
             held += extra
-        except Refused as e:
-            self.budget.give(held)
-            return await self._refuse(scope, send, e)
-        except Disconnected:
-            self.budget.give(held)
-            return
-        try:
             await self.app(scope, _replay(body, receive), send)
+        except Refused as e:
+            await self._refuse(scope, send, e)
+        except Disconnected:
+            pass  # the client went away: nobody to answer, nothing worth a log line
         finally:
             self.budget.give(held)
 
