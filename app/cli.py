@@ -60,7 +60,7 @@ def serve(
     """Run the service."""
     import uvicorn
 
-    from app import logs
+    from app import logs, serving
     from app.main import create_app
 
     logs.setup()
@@ -69,10 +69,12 @@ def serve(
         _prepare_schema(settings, migrate)
     except ConfigError as e:
         _fail(e)
+    serving.raise_open_files_limit()
     uvicorn.run(
         create_app(settings, policy),
         host=host,
         port=port,
+        **serving.LIMITS,
         log_config=None,
         access_log=False,  # our own lines log every step, with the approval id
         timeout_graceful_shutdown=3,  # then the workers get a few seconds to finish

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from app import metrics
+from app.asgi import BODY_SECONDS, BUFFER_BYTES, Budget, RequestGuard
 from app.config import Policy, Settings
 from app.db import Store
 from app.db.models import utcnow
@@ -35,45 +36,6 @@ from app.workers.sync import Sync
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 4.0
-
-
-class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, reading no more than that of them."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                return await self._refuse(send)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send) -> None:
-        response = JSONResponse({"error": f"body over {self.limit} bytes"}, status_code=413)
-        await response({"type": "http"}, None, send)
 
 
 def create_app(settings: Settings, policy: Policy) -> Starlette:
@@ -164,5 +126,6 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    guard = {"limit": MAX_BODY, "budget": Budget(BUFFER_BYTES), "seconds": BODY_SECONDS}
+    app.add_middleware(RequestGuard, **guard)
     return app

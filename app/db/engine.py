@@ -34,11 +34,19 @@ class Database:
             async with self.sessions() as session, session.begin():
                 yield session
         except _UNAVAILABLE as e:
+            if not is_outage(e):
+                raise
             raise DatabaseUnavailable(describe(e)) from e
 
     async def ping(self) -> None:
         async with self.session() as s:
             await s.exec(select(1))
+
+
+def is_outage(error: BaseException) -> bool:
+    """SQLite says OperationalError for a schema mistake too ("no such table"): that is a bug
+    to see, not an outage to wait out."""
+    return not (isinstance(error, sa.OperationalError) and "no such " in str(error.orig))
 
 
 def describe(error: BaseException) -> str:
