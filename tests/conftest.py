@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -165,6 +166,27 @@ def start_service(tmp_path, keys, slack, rotor, database_url):
 @pytest.fixture
 def service(start_service) -> ServiceProcess:
     return start_service()
+
+
+def set_claim(database_url: str, approval_id: str, user: str, expires_in: timedelta) -> None:
+    """Leave a decision claim on an approval, as a replica that died mid-decision would."""
+    from sqlalchemy import update
+
+    from app.store import Approval, Store, utcnow
+
+    async def write() -> None:
+        store = Store(database_url)
+        try:
+            async with store.session() as s:
+                await s.exec(
+                    update(Approval)
+                    .where(Approval.id == approval_id)
+                    .values(claimed_by=user, claimed_until=utcnow() + expires_in)
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(write())
 
 
 def posted(slack: FakeSlack, approval_id: str, timeout: float = 10.0):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
-from tests.conftest import CAROL, DAVE, MALLORY, posted, wait_until
+import pytest
+
+from tests.conftest import CAROL, DAVE, MALLORY, posted, set_claim, wait_until
 
 
 def buttons(message) -> list[str]:
@@ -23,9 +26,10 @@ def outcome(message) -> str:
     return block["text"]["text"] if block else ""
 
 
-def decided(slack, approval_id):
+def decided(slack, approval_id, timeout=10.0):
     return wait_until(
         lambda: (m := slack.find(approval_id)[0]).edited and outcome(m) and m,
+        timeout,
         what="the message to show the decision",
     )
 
@@ -74,17 +78,49 @@ def test_queue_without_approvers_lets_anyone_decide(service, slack, rotor):
     wait_until(lambda: rotor.status(approval["id"]) == "approved")
 
 
+DECIDING = "is deciding this approval right now"
+
+
 def test_six_concurrent_clicks_make_one_decision(service, slack, rotor):
-    rotor.latency = 0.3  # clicks overlap while Rotor thinks
+    rotor.accept_repeats = True  # a second decision would be applied and counted, not refused
+    rotor.hold_decisions = True  # the winner's call waits at Rotor while the others click
     approval = rotor.enqueue("ops", {"n": 6})
     message = posted(slack, approval["id"])
     users = ["U0A1", "U0A2", "U0A3", "U0A4", "U0A5", "U0A6"]
     with ThreadPoolExecutor(6) as pool:
         codes = list(pool.map(lambda u: slack.click(u, message, "approve").status_code, users))
     assert codes == [200] * 6
-    decided(slack, approval["id"])
-    wait_until(lambda: sum(len(notices(slack, u)) for u in users) == 5, what="five notices")
+    everyone = lambda: [(u, t) for u in users for t in notices(slack, u)]  # noqa: E731
+    wait_until(
+        lambda: len(rotor.decision_calls) > 1 or len(everyone()) == 5,
+        what="five losers told, or a second Rotor call",
+    )
+    assert rotor.decision_calls == [(approval["id"], "approved")]
+    (winner,) = set(users) - {u for u, _ in everyone()}
+    for _, text in everyone():
+        assert text == f"<@{winner}> {DECIDING}.", text
+    rotor.hold_decisions = False
+    assert f"by <@{winner}>" in outcome(decided(slack, approval["id"]))
     assert rotor.decisions == [(approval["id"], "approved")]
+    assert len(rotor.decision_calls) == 1
+
+
+def test_a_claim_left_by_a_crashed_replica_holds_until_it_expires(
+    service, slack, rotor, database_url
+):
+    approval = rotor.enqueue("ops", {})
+    message = posted(slack, approval["id"])
+    # A replica claimed the decision, then died before Rotor answered.
+    set_claim(database_url, approval["id"], "U0GONE", timedelta(seconds=50))
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: notices(slack, CAROL), what="the notice")
+    assert notices(slack, CAROL) == [f"<@U0GONE> {DECIDING}."]
+    assert rotor.decision_calls == [] and rotor.status(approval["id"]) == "pending"
+    # Once the claim has run out, the next click decides.
+    set_claim(database_url, approval["id"], "U0GONE", timedelta(seconds=-1))
+    slack.click(CAROL, message, "approve")
+    assert f"by <@{CAROL}>" in outcome(decided(slack, approval["id"]))
+    assert rotor.decision_calls == [(approval["id"], "approved")]
 
 
 def test_click_on_approval_decided_elsewhere_shows_the_real_state(service, slack, rotor):
@@ -115,15 +151,39 @@ def test_rotor_down_keeps_the_buttons_and_decides_nothing(service, slack, rotor)
     decided(slack, approval["id"])
 
 
+ROTOR_CLIENT_TIMEOUT = 10.0  # app.rotor.RotorClient's default, which the service uses
+
+
 def test_rotor_slow_beyond_timeout_still_acks_at_once(service, slack, rotor):
     approval = rotor.enqueue("ops", {})
     message = posted(slack, approval["id"])
-    rotor.latency = 2.5
+    # Rotor decides, but answers only after the client has given up; the retry meets 409.
+    rotor.lose_replies = [ROTOR_CLIENT_TIMEOUT + 1.5]
     started = time.monotonic()
     assert slack.click(CAROL, message, "approve").status_code == 200
     assert time.monotonic() - started < 1.5
-    wait_until(lambda: rotor.status(approval["id"]) == "approved", 10)
-    decided(slack, approval["id"])
+    text = outcome(decided(slack, approval["id"], ROTOR_CLIENT_TIMEOUT + 10))
+    assert time.monotonic() - started > ROTOR_CLIENT_TIMEOUT  # the client did time out
+    assert f"Approved* by <@{CAROL}>" in text  # our own decision, not "outside Slack"
+    assert rotor.decision_calls == [(approval["id"], "approved")] * 2
+    assert rotor.decisions == [(approval["id"], "approved")]
+    assert notices(slack, CAROL) == []
+
+
+@pytest.mark.parametrize("loss", ["drop", "503"])
+def test_reply_lost_after_rotor_decided_is_still_our_decision(service, slack, rotor, loss):
+    approval = rotor.enqueue("payments", {})
+    message = posted(slack, approval["id"])
+    rotor.lose_replies = [loss]
+    slack.click(CAROL, posted(slack, approval["id"]), "reject")
+    view_id = wait_until(lambda: next(iter(slack.views), None), what="the modal")
+    slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "not now"}})
+    text = outcome(decided(slack, approval["id"]))
+    assert f"Rejected* by <@{CAROL}>" in text and "not now" in text
+    assert rotor.decision_calls == [(approval["id"], "rejected")] * 2
+    assert rotor.decisions == [(approval["id"], "rejected")]
+    assert notices(slack, CAROL) == []
+    assert message.ts == slack.find(approval["id"])[0].ts
 
 
 def test_reject_asks_for_a_reason_and_shows_it(service, slack, rotor):
