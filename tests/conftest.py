@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -187,6 +187,42 @@ def set_claim(database_url: str, approval_id: str, user: str, expires_in: timede
             await store.close()
 
     asyncio.run(write())
+
+
+def stored(database_url: str, *approval_ids: str) -> list:
+    """The approvals as the service stored them (to assert on the state that rules work out)."""
+    from app.store import Store
+
+    async def read() -> list:
+        store = Store(database_url)
+        try:
+            return [await store.get(a) for a in approval_ids]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives them back without a zone)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def metric(service: ServiceProcess, name: str) -> float:
+    """The value of an unlabelled metric of a service."""
+    for line in service.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def drained(*services: ServiceProcess, timeout: float = 60.0) -> None:
+    """Wait until the outbox is empty (every task done and deleted): nothing more goes to Slack."""
+    wait_until(
+        lambda: all(metric(s, "rotor_slack_outbox_depth") == 0 for s in services),
+        timeout,
+        "an empty outbox",
+    )
 
 
 def posted(slack: FakeSlack, approval_id: str, timeout: float = 10.0):

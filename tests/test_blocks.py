@@ -65,6 +65,22 @@ def test_escape_leaves_no_control_characters(text):
     assert escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text
 
 
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("a & b", "a &amp; b"),
+        ("<!channel>", "&lt;!channel&gt;"),
+        ("x > y", "x &gt; y"),
+        ("&lt;", "&amp;lt;"),  # an entity in the input is shown as typed, not decoded
+        ("&amp;lt;", "&amp;amp;lt;"),
+        ("<@U0CAROL|&>", "&lt;@U0CAROL|&amp;&gt;"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_escape_examples(text, escaped):
+    assert blocks.escape(text) == escaped
+
+
 def test_secret_looking_keys_are_masked_anywhere():
     payload = {
         "user": {"Password": "p", "api_key": "k", "x-api-key": "k2", "name": "ann"},

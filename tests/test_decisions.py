@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import CAROL, DAVE, MALLORY, posted, set_claim, wait_until
+from tests.conftest import CAROL, DAVE, MALLORY, posted, set_claim, stored, wait_until
 
 
 def buttons(message) -> list[str]:
@@ -58,7 +58,7 @@ def test_user_group_member_may_approve(service, slack, rotor):
     assert f"<@{DAVE}>" in outcome(decided(slack, approval["id"]))
 
 
-def test_unauthorized_click_changes_nothing(service, slack, rotor):
+def test_unauthorized_click_changes_nothing(service, slack, rotor, database_url):
     approval = rotor.enqueue("payments", {"amount": 7})
     message = posted(slack, approval["id"])
     assert slack.click(MALLORY, message, "approve").status_code == 200
@@ -66,8 +66,9 @@ def test_unauthorized_click_changes_nothing(service, slack, rotor):
     assert "not an approver" in notices(slack, MALLORY)[0]
     slack.click(MALLORY, message, "reject")
     wait_until(lambda: len(notices(slack, MALLORY)) == 2)
-    time.sleep(0.3)
-    assert rotor.status(approval["id"]) == "pending" and rotor.decisions == []
+    # The refusal is sent before any claim or Rotor call would be made: none was.
+    assert rotor.status(approval["id"]) == "pending" and rotor.decision_calls == []
+    assert stored(database_url, approval["id"])[0].claimed_by is None
     assert not slack.find(approval["id"])[0].edited
     assert slack.views == {}
 
@@ -217,7 +218,7 @@ def test_reject_submitted_by_non_approver_is_refused(service, slack, rotor):
     # A forged submission of Carol's modal by someone else decides nothing.
     slack.submit_view(MALLORY, view_id, {"reason": {"reason_input": "sneaky"}})
     wait_until(lambda: any("not an approver" in e.text for e in slack.ephemerals))
-    assert rotor.status(approval["id"]) == "pending" and rotor.decisions == []
+    assert rotor.status(approval["id"]) == "pending" and rotor.decision_calls == []
 
 
 def test_view_full_payload_opens_a_modal_with_everything(service, slack, rotor):

@@ -8,7 +8,7 @@ import sys
 import time
 
 from app.sandbox.slack import Fault
-from tests.conftest import CAROL, OPS, PAYMENTS, make_policy, posted, wait_until
+from tests.conftest import CAROL, OPS, PAYMENTS, drained, make_policy, posted, wait_until
 
 QUEUES = ["payments", "ops", "general"]  # C0FINANCE, C0OPS, C0APPROVALS
 
@@ -18,9 +18,11 @@ def policy(rate: float = 50) -> str:
     return make_policy(rate=rate, timeout="2s", queues=PAYMENTS + OPS)
 
 
-def assert_each_posted_once(slack, approval_ids, timeout=60.0):
+def assert_each_posted_once(slack, approval_ids, *services, timeout=60.0):
+    """Each posted exactly once, checked once the outbox (as `services` see it) is empty: after
+    that no task is left to post again (a duplicate comes from a task retried or taken over)."""
     wait_until(lambda: all(slack.find(a) for a in approval_ids), timeout, "every approval posted")
-    time.sleep(0.5)
+    drained(*services, timeout=timeout)
     counts = {a: len(slack.find(a)) for a in approval_ids}
     assert set(counts.values()) == {1}, {a: n for a, n in counts.items() if n != 1}
 
@@ -46,8 +48,8 @@ def test_kill_9_mid_burst_then_restart(start_service, slack, rotor):
     first.process.kill()  # SIGKILL: no shutdown of any kind
     first.process.wait()
     assert sum(1 for a in ids if slack.find(a)) < len(ids)
-    start_service(policy(rate=20))
-    assert_each_posted_once(slack, ids)
+    second = start_service(policy(rate=20))
+    assert_each_posted_once(slack, ids, second)
     assert_in_arrival_order(slack, ids)
 
 
@@ -71,7 +73,7 @@ def test_crash_after_slack_answered_before_the_write(start_service, slack, rotor
 
 
 def test_flaky_slack_posts_everything_once(start_service, slack, rotor):
-    start_service(policy())
+    service = start_service(policy())
     slack.fail(Fault("chat.postMessage", count=None, share=0.15, status=500, after_effect=True))
     slack.fail(Fault("chat.postMessage", count=None, share=0.15, status=503))
     slack.fail(
@@ -86,7 +88,7 @@ def test_flaky_slack_posts_everything_once(start_service, slack, rotor):
     )
     slack.fail(Fault("chat.postMessage", count=None, share=0.05, delay=3, after_effect=True))
     ids = [rotor.enqueue(QUEUES[i % 3], {"i": i})["id"] for i in range(24)]
-    assert_each_posted_once(slack, ids, timeout=90)
+    assert_each_posted_once(slack, ids, service, timeout=90)
     assert_in_arrival_order(slack, ids)
 
 
@@ -103,10 +105,10 @@ def test_429_storm_on_one_channel_leaves_the_others_flowing(service, slack, roto
     )
     finance = [rotor.enqueue("payments", {"i": i})["id"] for i in range(5)]
     others = [rotor.enqueue("ops", {"i": i})["id"] for i in range(5)]
-    assert_each_posted_once(slack, others, timeout=5)
+    wait_until(lambda: all(slack.find(a) for a in others), 5, "the other channel's posts")
     assert not any(slack.find(a) for a in finance)
     slack.faults.remove(storm)
-    assert_each_posted_once(slack, finance, timeout=15)
+    assert_each_posted_once(slack, finance + others, service, timeout=15)
     assert_in_arrival_order(slack, finance)
 
 
@@ -118,6 +120,7 @@ def test_rotor_5xx_during_a_click_is_retried(service, slack, rotor):
     wait_until(lambda: rotor.status(approval["id"]) == "approved")
     wait_until(lambda: slack.find(approval["id"])[0].edited)
     assert rotor.decisions == [(approval["id"], "approved")]
+    assert rotor.decision_calls == [(approval["id"], "approved")] * 3
 
 
 def test_slack_down_during_the_update_catches_up_later(service, slack, rotor):
@@ -170,7 +173,7 @@ def test_sigterm_finishes_work_in_flight(start_service, slack, rotor):
     message = posted(slack, approval["id"])
     rotor.latency = 1.5
     slack.click(CAROL, message, "approve")
-    time.sleep(0.3)  # the decision is now waiting on Rotor
+    wait_until(lambda: rotor.decision_calls, what="the decision to wait on Rotor")
     started = time.monotonic()
     first.process.send_signal(signal.SIGTERM)
     # uvicorn re-raises SIGTERM once it has shut down cleanly.

@@ -55,6 +55,7 @@ class FakeRotor:
         self.fail_next = 0  # answer this many of the next calls with 503
         # Every approve/reject call received, as (approval id, status), whatever it answered.
         self.decision_calls: list[tuple[str, str]] = []
+        self.list_calls = 0  # GET /v1/approvals calls received
         self.accept_repeats = False  # decide again instead of answering 409
         self.hold_decisions = False  # decision calls wait while this is set
         # Decide, then lose the reply: "503" answers 503, "drop" cuts the connection, a number
@@ -145,6 +146,8 @@ class FakeRotor:
         return None
 
     async def _list(self, request: Request) -> Response:
+        with self._lock:
+            self.list_calls += 1
         if refused := await self._guard(request):
             return refused
         q = request.query_params

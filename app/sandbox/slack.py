@@ -441,15 +441,24 @@ class FakeSlack:
 
     # --- people acting in Slack: signed requests to the app ---------------------------------
 
-    def _send(self, form: dict[str, str], timestamp: int | None = None) -> httpx.Response:
+    def _send(
+        self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
+    ) -> httpx.Response:
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
-        return self._http.post(self.app_url, content=body, headers=headers)
+        return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
     def click(
-        self, user: str, source: Message | Ephemeral, action_prefix: str, value: str | None = None
+        self,
+        user: str,
+        source: Message | Ephemeral,
+        action_prefix: str,
+        value: str | None = None,
+        app_url: str | None = None,
     ) -> httpx.Response:
-        """Click the first button whose action_id starts with `action_prefix` (and has `value`)."""
+        """Click the first button whose action_id starts with `action_prefix` (and has `value`).
+
+        `app_url` sends this one click to another replica than `self.app_url`."""
         with self._lock:
             block, button = _find_button(source.blocks, action_prefix, value)
             ephemeral = isinstance(source, Ephemeral)
@@ -487,7 +496,7 @@ class FakeSlack:
             }
             if not ephemeral:
                 payload["message"] = {"ts": source.ts, "text": source.text, "blocks": source.blocks}
-        return self._send({"payload": json.dumps(payload)})
+        return self._send({"payload": json.dumps(payload)}, app_url=app_url)
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
         """Submit a modal; `values` maps block_id -> action_id -> typed text."""
