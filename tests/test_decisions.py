@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from app.sandbox.slack import Fault, Message
 from tests.conftest import CAROL, DAVE, MALLORY, posted, set_claim, stored, wait_until
 
 
@@ -56,6 +57,25 @@ def test_user_group_member_may_approve(service, slack, rotor):
     slack.click(DAVE, posted(slack, approval["id"]), "approve")
     wait_until(lambda: rotor.status(approval["id"]) == "approved")
     assert f"<@{DAVE}>" in outcome(decided(slack, approval["id"]))
+
+
+def test_unreadable_user_group_grants_nothing_and_a_read_one_is_cached(service, slack, rotor):
+    approval = rotor.enqueue("payments", {"amount": 8})
+    message = posted(slack, approval["id"])
+    slack.fail(Fault("usergroups.users.list", error="missing_scope", status=200))
+    slack.click(DAVE, message, "approve")
+    wait_until(lambda: notices(slack, DAVE), what="the refusal")
+    assert "not an approver" in notices(slack, DAVE)[0]
+    assert rotor.decision_calls == []
+    # The failure was not cached: the next click reads the group again and Dave may reject.
+    slack.click(DAVE, message, "reject")
+    view_id = wait_until(lambda: next(iter(slack.views), None), what="the modal")
+    assert slack.count("usergroups.users.list") == 2
+    # Read groups are cached: Dave, just removed from the group, still decides within the minute.
+    slack.usergroups = {}
+    slack.submit_view(DAVE, view_id, {"reason": {"reason_input": "no"}})
+    wait_until(lambda: rotor.status(approval["id"]) == "rejected")
+    assert slack.count("usergroups.users.list") == 2
 
 
 def test_unauthorized_click_changes_nothing(service, slack, rotor, database_url):
@@ -198,7 +218,13 @@ def test_reject_asks_for_a_reason_and_shows_it(service, slack, rotor):
 
     empty = slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "   "}})
     assert empty.json() == {"response_action": "errors", "errors": {"reason": "Give a reason."}}
-    assert rotor.status(approval["id"]) == "pending"
+    # Slack enforces max_length in its form, but a forged submission may carry more.
+    long = slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "x" * 3001}})
+    assert long.json() == {
+        "response_action": "errors",
+        "errors": {"reason": "Keep it under 3000 characters."},
+    }
+    assert rotor.status(approval["id"]) == "pending" and rotor.decision_calls == []
 
     response = slack.submit_view(
         CAROL, view_id, {"reason": {"reason_input": "Too large; <!channel> split it"}}
@@ -226,6 +252,23 @@ def test_view_full_payload_opens_a_modal_with_everything(service, slack, rotor):
     approval = rotor.enqueue("ops", payload)
     message = posted(slack, approval["id"])
     assert "view_payload" in buttons(message)
+    # views.open failing (an expired trigger, say) tells the person to click again.
+    slack.fail(Fault("views.open", error="expired_trigger_id", status=200))
+    slack.click(CAROL, message, "view_payload")
+    wait_until(lambda: notices(slack, CAROL), what="the notice")
+    assert notices(slack, CAROL) == ["Could not open the form; please click again."]
+    # A button naming an approval this service never stored opens nothing.
+    unknown = "apv_" + "0" * 32
+    forged = Message(
+        message.channel,
+        message.ts,
+        message.text,
+        json.loads(json.dumps(message.blocks).replace(approval["id"], unknown)),
+    )
+    slack.click(CAROL, forged, "view_payload")
+    wait_until(lambda: len(notices(slack, CAROL)) == 2, what="the second notice")
+    assert notices(slack, CAROL)[1] == "This approval is not stored here."
+    assert slack.views == {}
     slack.click(CAROL, message, "view_payload")
     view = wait_until(lambda: next(iter(slack.views.values()), None), what="the payload modal")
     shown = "".join(
