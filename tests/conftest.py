@@ -38,11 +38,13 @@ def make_policy(
     after: str = "1h",
     every: str = "4h",
     escalate_after: int = 3,
+    escalation_channel: str | None = "C0ESCALATE",
     check_every: str = "1s",
     sync_every: str = "1h",
     queues: str = PAYMENTS,
 ) -> str:
     """The policy file of a test: what it varies as arguments, the rest the same everywhere."""
+    escalation = f'escalation_channel = "{escalation_channel}"' if escalation_channel else ""
     return f"""
 [slack]
 default_channel = "C0APPROVALS"
@@ -53,7 +55,7 @@ timeout = "{timeout}"
 after = "{after}"
 every = "{every}"
 escalate_after = {escalate_after}
-escalation_channel = "C0ESCALATE"
+{escalation}
 check_every = "{check_every}"
 
 [sync]

@@ -237,10 +237,16 @@ class Outbox:
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
         if approval.status != PENDING:
             return
-        link = await self._call(
-            None, self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
-        )
-        text = blocks.escalation_text(approval, link.get("permalink"), utcnow())
+        try:
+            link = await self._call(
+                None, self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
+            )
+            permalink = link.get("permalink")
+        except Permanent as e:
+            # The escalation matters more than its link: name the approval instead.
+            log.warning("outbox: no permalink: %s", e, extra={"approval_id": approval.id})
+            permalink = None
+        text = blocks.escalation_text(approval, permalink, utcnow())
         await self._call(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
 
     # --- calling Slack --------------------------------------------------------------------
