@@ -205,6 +205,23 @@ def stored(database_url: str, *approval_ids: str) -> list:
     return asyncio.run(read())
 
 
+def outbox_rows(database_url: str) -> list:
+    """Every task left in the outbox, in id order."""
+    from sqlmodel import select
+
+    from app.store import OutboxTask, Store
+
+    async def read() -> list:
+        store = Store(database_url)
+        try:
+            async with store.session() as s:
+                return list((await s.exec(select(OutboxTask).order_by(OutboxTask.id))).all())
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
 def as_utc(moment: datetime) -> datetime:
     """A stored time as an aware UTC datetime (SQLite gives them back without a zone)."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -8,7 +8,17 @@ import sys
 import time
 
 from app.sandbox.slack import Fault
-from tests.conftest import CAROL, OPS, PAYMENTS, drained, make_policy, posted, wait_until
+from tests.conftest import (
+    CAROL,
+    OPS,
+    PAYMENTS,
+    drained,
+    make_policy,
+    metric,
+    outbox_rows,
+    posted,
+    wait_until,
+)
 
 QUEUES = ["payments", "ops", "general"]  # C0FINANCE, C0OPS, C0APPROVALS
 
@@ -185,3 +195,66 @@ def test_sigterm_finishes_work_in_flight(start_service, slack, rotor):
     start_service(policy())
     updated = wait_until(lambda: (m := slack.find(approval["id"])[0]).edited and m, 15)
     assert f"by <@{CAROL}>" in str(updated.blocks)  # recorded as Carol's, not "outside Slack"
+
+
+def retry_failed(service, tmp_path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "retry-failed"],
+        env=service.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_refused_reminder_escalation_and_update_are_kept_and_retried(
+    start_service, slack, rotor, tmp_path
+):
+    service = start_service(
+        make_policy(after="1s", every="1s", escalate_after=1, check_every="200ms", timeout="2s")
+    )
+    slack.fail(
+        Fault("chat.postMessage", count=None, status=200, error="is_archived", threaded=True)
+    )
+    slack.fail(
+        Fault("chat.postMessage", count=None, status=200, error="is_archived", channel="C0ESCALATE")
+    )
+    approval = rotor.enqueue("payments", {"amount": 9})
+    message = posted(slack, approval["id"])
+    wait_until(lambda: metric(service, "rotor_slack_outbox_failed") == 2, 20, "two failures")
+    assert metric(service, "rotor_slack_outbox_failures_total") == 2
+    assert 'rotor_slack_slack_errors_total{error="is_archived"}' in service.get("/metrics").text
+    assert slack.replies(message) == [] and slack.channel_messages("C0ESCALATE") == []
+    slack.heal()
+    assert "2 failed task(s) queued again" in retry_failed(service, tmp_path)
+    wait_until(lambda: slack.replies(message), 10, "the reminder")
+    wait_until(lambda: slack.channel_messages("C0ESCALATE"), 10, "the escalation")
+    drained(service)
+    assert metric(service, "rotor_slack_outbox_failed") == 0
+
+    slack.fail(Fault("chat.update", count=None, status=200, error="cant_update_message"))
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: metric(service, "rotor_slack_outbox_failed") == 1, 20, "the failed update")
+    assert not slack.find(approval["id"])[0].edited
+    slack.heal()
+    assert "1 failed task(s) queued again" in retry_failed(service, tmp_path)
+    wait_until(lambda: slack.find(approval["id"])[0].edited, 10, "the update")
+    assert len(slack.replies(message)) == 1 and len(slack.channel_messages("C0ESCALATE")) == 1
+
+
+def test_shutdown_hands_back_the_tasks_it_did_not_run(start_service, slack, rotor, database_url):
+    first = start_service(policy(rate=4))  # a lane claims 8 posts at a time, one each 250 ms
+    ids = [rotor.enqueue("ops", {"i": i})["id"] for i in range(8)]
+    wait_until(lambda: slack.count("chat.postMessage") >= 2, 10, "posting to begin")
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(15)
+    left = outbox_rows(database_url)
+    assert 0 < len(left) < len(ids)
+    # Handed back: free to take at once, and their claim does not count as a try.
+    assert [(t.locked_until, t.attempts) for t in left] == [(None, 0)] * len(left)
+    assert sum(1 for a in ids if slack.find(a)) == len(ids) - len(left)
+    second = start_service(policy(rate=4))
+    assert_each_posted_once(slack, ids, second)
+    assert_in_arrival_order(slack, ids)

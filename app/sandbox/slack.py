@@ -83,7 +83,8 @@ class Fault:
 
     `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
     `delay` answers that late (a timeout for the client); `after_effect` does the call first,
-    so the caller cannot know it happened.
+    so the caller cannot know it happened; `threaded` True or False hits only thread replies or
+    only top-level posts.
     """
 
     method: str
@@ -95,12 +96,14 @@ class Fault:
     delay: float = 0.0
     after_effect: bool = False
     channel: str | None = None
+    threaded: bool | None = None
 
     def hits(self, method: str, args: dict) -> bool:
         return (
             self.method in (method, "*")
             and (self.count is None or self.count > 0)
             and (self.channel is None or args.get("channel") == self.channel)
+            and (self.threaded is None or bool(args.get("thread_ts")) == self.threaded)
             and random.random() < self.share
         )
 
