@@ -127,10 +127,15 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
             # A worker that has not come round its loop for several periods is stuck.
             if time.monotonic() - worker.heartbeat > 3 * worker.period + 30:
                 problems.append(f"{name} stuck")
-        try:
-            await asyncio.wait_for(store.ping(), 5)
-        except Exception as e:
-            problems.append(f"database: {type(e).__name__}")
+        # Not wait_for: it also waits for the cancelled ping, which a locked SQLite file holds
+        # for its busy timeout (30 s), far past any probe's patience.
+        ping = asyncio.ensure_future(store.ping())
+        done, _ = await asyncio.wait({ping}, timeout=5)
+        if not done:
+            ping.cancel()
+            problems.append("database: TimeoutError")
+        elif ping.exception() is not None:
+            problems.append(f"database: {type(ping.exception()).__name__}")
         if problems:
             return JSONResponse({"ready": False, "problems": problems}, status_code=503)
         return JSONResponse({"ready": True})

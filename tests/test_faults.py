@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+
+import pytest
 
 from app.sandbox.slack import Fault
 from tests.conftest import (
@@ -117,6 +120,10 @@ def test_429_storm_on_one_channel_leaves_the_others_flowing(service, slack, roto
     others = [rotor.enqueue("ops", {"i": i})["id"] for i in range(5)]
     wait_until(lambda: all(slack.find(a) for a in others), 5, "the other channel's posts")
     assert not any(slack.find(a) for a in finance)
+    # The held posts show in the outbox metrics.
+    wait_until(lambda: metric(service, "rotor_slack_outbox_oldest_seconds") >= 1, 10, "age")
+    assert metric(service, "rotor_slack_outbox_depth") == 5
+    assert 'rotor_slack_slack_errors_total{error="ratelimited"}' in service.get("/metrics").text
     slack.faults.remove(storm)
     assert_each_posted_once(slack, finance + others, service, timeout=15)
     assert_in_arrival_order(slack, finance)
@@ -258,3 +265,19 @@ def test_shutdown_hands_back_the_tasks_it_did_not_run(start_service, slack, roto
     second = start_service(policy(rate=4))
     assert_each_posted_once(slack, ids, second)
     assert_in_arrival_order(slack, ids)
+
+
+def test_readyz_says_503_while_the_database_does_not_answer(service, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the lock is taken on the SQLite file; PostgreSQL answers the same way")
+    path = database_url.split("///", 1)[1]
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # every write transaction of the service now waits
+        response = service.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"ready": False, "problems": ["database: TimeoutError"]}
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    wait_until(lambda: service.get("/readyz").status_code == 200, 40, "ready again")
