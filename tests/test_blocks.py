@@ -100,6 +100,42 @@ def test_secret_looking_keys_are_masked_anywhere():
     assert shown["client_secret"] == blocks.MASK
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "pass",
+        "passwd",
+        "PASSWORD",
+        "client_secret",
+        "refresh_token",
+        "Authorisation",
+        "apikey",
+        "private-key",
+        "credentials",
+        "Cookie",
+        "session_id",
+        "signature",
+        "bearer",
+    ],
+)
+def test_each_kind_of_secret_key_is_masked(key):
+    assert json.loads(blocks.preview({key: "s3cr3t", "amount": 5})[0]) == {
+        key: blocks.MASK,
+        "amount": 5,
+    }
+
+
+def test_preview_keeps_non_ascii_and_cuts_only_beyond_the_limit():
+    text, cut = blocks.preview({"name": "Zoë 東京"})
+    assert "Zoë 東京" in text and not cut
+    exact = blocks.pretty_payload({"k": "x" * 100})
+    assert blocks.preview({"k": "x" * 100}, limit=len(exact)) == (exact, False)
+    assert blocks.preview({"k": "x" * 100}, limit=len(exact) - 1) == (
+        exact[: len(exact) - 2] + "…",
+        True,
+    )
+
+
 def test_long_payload_is_cut_with_a_view_button():
     message = blocks.approval_message(make({"blob": "x" * 10_000}))
     text, cut = blocks.preview({"blob": "x" * 10_000})
