@@ -1,6 +1,7 @@
 """Mutation testing of the code that must not break silently (not run in CI).
 
-    nice -n 19 .venv/bin/python scripts/mutation.py [--only NAME ...] [--before REV] [--budget MIN]
+    nice -n 19 .venv/bin/python scripts/mutation.py [--only TARGET ...] [--names FUNCTION ...]
+        [--before REV] [--budget MINUTES]
 
 Each target names a file, the functions (or module-level names) in it to mutate, and a fast
 test selection that covers them; mutmut 2 (installed on first use, pinned below) mutates the
@@ -40,9 +41,10 @@ class Target:
 
 DECISION_TESTS = (
     "tests/test_decisions.py",
+    "tests/test_slash.py",
     "-k",
     SQLITE_ONLY + "(concurrent or crashed or unauthorized or elsewhere or rotor_down or lost "
-    "or group_member or reason_and)",
+    "or never_seen)",
 )
 
 # In priority order: a run with a time budget does the first ones first.
@@ -118,11 +120,13 @@ def line_ranges(path: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
 
 def pre_mutation(context) -> None:
     chosen = [t for t in TARGETS if t.name in os.environ["MUTATION_TARGETS"].split(",")]
+    only = set(filter(None, os.environ.get("MUTATION_NAMES", "").split(",")))
     line = context.current_line_index + 1
     for target in chosen:
         if Path(context.filename).resolve() != ROOT / target.path:
             continue
-        if any(a <= line <= b for a, b in line_ranges(ROOT / target.path, target.names)):
+        names = tuple(n for n in target.names if not only or n in only)
+        if any(a <= line <= b for a, b in line_ranges(ROOT / target.path, names)):
             context.config.test_command = runner(target)
             return
     context.skip = True
@@ -167,6 +171,7 @@ def tests_at(rev: str) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="target names", default=None)
+    parser.add_argument("--names", nargs="*", default=[], help="only these functions of them")
     parser.add_argument("--before", help="a git revision: use the tests as they were there")
     parser.add_argument("--budget", type=float, default=25, help="minutes of wall time at most")
     parser.add_argument("--pytest", help=argparse.SUPPRESS)  # mutmut's runner
@@ -180,6 +185,7 @@ def main() -> int:
     originals = {p: (ROOT / p).read_text() for p in paths}
     env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), PYTHONDONTWRITEBYTECODE="1")
     env["MUTATION_TARGETS"] = ",".join(t.name for t in chosen)
+    env["MUTATION_NAMES"] = ",".join(args.names)
     if args.before:
         env["MUTATION_TESTS_ROOT"] = str(tests_at(args.before))
     (ROOT / ".mutmut-cache").unlink(missing_ok=True)
@@ -206,6 +212,7 @@ def main() -> int:
             (ROOT / (path + ".bak")).unlink(missing_ok=True)
     print(f"mutation: {time.monotonic() - started:.0f}s")
     subprocess.run([str(mutmut), "results"], cwd=ROOT, env=env)
+    subprocess.run([str(mutmut), "show", "all"], cwd=ROOT, env=env)  # the diffs, for the notes
     return 0
 
 
