@@ -181,7 +181,7 @@ def main() -> int:
 
     chosen = [t for t in TARGETS if args.only is None or t.name in args.only]
     mutmut = ensure_mutmut()
-    paths = sorted({t.path for t in chosen})
+    paths = list(dict.fromkeys(t.path for t in chosen))  # mutmut goes through them in order
     originals = {p: (ROOT / p).read_text() for p in paths}
     env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"), PYTHONDONTWRITEBYTECODE="1")
     env["MUTATION_TARGETS"] = ",".join(t.name for t in chosen)
