@@ -83,7 +83,9 @@ def test_unauthorized_click_changes_nothing(service, slack, rotor, database_url)
     message = posted(slack, approval["id"])
     assert slack.click(MALLORY, message, "approve").status_code == 200
     wait_until(lambda: notices(slack, MALLORY), what="an ephemeral refusal")
-    assert "not an approver" in notices(slack, MALLORY)[0]
+    assert notices(slack, MALLORY)[0] == (
+        "You are not an approver for *payments*, so you cannot approve this job."
+    )
     slack.click(MALLORY, message, "reject")
     wait_until(lambda: len(notices(slack, MALLORY)) == 2)
     # The refusal is sent before any claim or Rotor call would be made: none was.
@@ -155,6 +157,7 @@ def test_click_on_approval_decided_elsewhere_shows_the_real_state(service, slack
     assert "Rejected* outside Slack" in outcome(message)
     assert "done from the CLI" in outcome(message)
     assert rotor.status(approval["id"]) == "rejected"
+    assert 'rotor_slack_decisions_total{outcome="conflict"} 1.0' in service.get("/metrics").text
 
 
 def test_rotor_down_keeps_the_buttons_and_decides_nothing(service, slack, rotor):
@@ -163,13 +166,22 @@ def test_rotor_down_keeps_the_buttons_and_decides_nothing(service, slack, rotor)
     rotor.down_status = 503
     slack.click(CAROL, message, "approve")
     wait_until(lambda: notices(slack, CAROL))
-    assert "Nothing was decided" in notices(slack, CAROL)[0]
+    assert notices(slack, CAROL) == [
+        "Could not approve: Rotor answered HTTP 503. Nothing was decided; try again."
+    ]
+    assert len(rotor.decision_calls) == 3  # the client's two retries
+    metrics = service.get("/metrics").text
+    assert 'rotor_slack_decisions_total{outcome="rotor_error"} 1.0' in metrics
+    assert 'rotor_slack_rotor_errors_total{kind="RotorUnavailable"} 1.0' in metrics
+    failed = [line for line in service.output().splitlines() if "failed at Rotor" in line]
+    assert f"approval_id={approval['id']}" in failed[0] and f"user={CAROL}" in failed[0]
     assert not slack.find(approval["id"])[0].edited
     # The claim was released: once Rotor is back the same click works.
     rotor.down_status = None
     slack.click(CAROL, message, "approve")
     wait_until(lambda: rotor.status(approval["id"]) == "approved")
     decided(slack, approval["id"])
+    assert 'rotor_slack_decisions_total{outcome="approved"} 1.0' in service.get("/metrics").text
 
 
 ROTOR_CLIENT_TIMEOUT = 10.0  # app.rotor.RotorClient's default, which the service uses
