@@ -96,10 +96,17 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     async def readyz(_request: Request) -> Response:
         problems = [name for name, task in running.items() if task.done()]
         problems += [f"{name} stuck" for name, worker in workers.items() if worker.stuck()]
-        try:
-            await asyncio.wait_for(store.ping(), 5)
-        except (DatabaseUnavailable, TimeoutError) as e:
-            problems.append(f"database: {e or 'no answer in 5 s'}")
+        # Not wait_for: it also waits for the cancelled ping, which a locked SQLite file holds
+        # for its busy timeout, past any probe's patience.
+        ping = asyncio.ensure_future(store.ping())
+        done, _ = await asyncio.wait({ping}, timeout=5)
+        if not done:
+            ping.cancel()
+            problems.append("database: no answer in 5 s")
+        elif isinstance(ping.exception(), DatabaseUnavailable):
+            problems.append(f"database: {ping.exception()}")
+        elif ping.exception() is not None:
+            problems.append(f"database: {type(ping.exception()).__name__}")
         if problems:
             return JSONResponse({"ready": False, "problems": problems}, status_code=503)
         return JSONResponse({"ready": True})

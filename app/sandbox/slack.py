@@ -84,7 +84,8 @@ class Fault:
 
     `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
     `delay` answers that late (a timeout for the client); `after_effect` does the call first,
-    so the caller cannot know it happened.
+    so the caller cannot know it happened; `threaded` True or False hits only thread replies or
+    only top-level posts.
     """
 
     method: str
@@ -96,12 +97,14 @@ class Fault:
     delay: float = 0.0
     after_effect: bool = False
     channel: str | None = None
+    threaded: bool | None = None
 
     def hits(self, method: str, args: dict) -> bool:
         return (
             self.method in (method, "*")
             and (self.count is None or self.count > 0)
             and (self.channel is None or args.get("channel") == self.channel)
+            and (self.threaded is None or bool(args.get("thread_ts")) == self.threaded)
             and random.random() < self.share
         )
 
@@ -463,10 +466,12 @@ class FakeSlack:
 
     # --- people acting in Slack: signed requests to the app ---------------------------------
 
-    def _send(self, form: dict[str, str], timestamp: int | None = None) -> httpx.Response:
+    def _send(
+        self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
+    ) -> httpx.Response:
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
-        return self._http.post(self.app_url, content=body, headers=headers)
+        return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
     def click(
         self,
@@ -475,11 +480,13 @@ class FakeSlack:
         action_prefix: str,
         value: str | None = None,
         forge: dict | None = None,
+        app_url: str | None = None,
     ) -> httpx.Response:
         """Click the first button whose action_id starts with `action_prefix` (and has `value`).
 
         `forge` overrides fields of the signed request, to see what the service does with values
         it did not make: `{"value": …}` on the action, any other key on the payload.
+        `app_url` sends this one click to another replica than `self.app_url`.
         """
         with self._lock:
             block, button = _find_button(source.blocks, action_prefix, value)
@@ -522,7 +529,7 @@ class FakeSlack:
             if "value" in forge:
                 payload["actions"][0]["value"] = forge.pop("value")
             payload.update(forge)
-        return self._send({"payload": json.dumps(payload)})
+        return self._send({"payload": json.dumps(payload)}, app_url=app_url)
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
         """Submit a modal; `values` maps block_id -> action_id -> typed text."""

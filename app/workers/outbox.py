@@ -268,20 +268,26 @@ class Outbox(Worker):
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
         if approval.status != Status.PENDING:
             return
-        link = await client.call(
-            self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
-        )
-        text = blocks.escalation_text(approval, link.get("permalink"), utcnow())
+        text = blocks.escalation_text(approval, await self._permalink(approval), utcnow())
         await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
 
-    async def _notify(self, task: OutboxTask, approval: Approval) -> None:
-        """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
-        link = None
-        if approval.channel and approval.ts:
+    async def _permalink(self, approval: Approval) -> str | None:
+        """A link to the approval's message; None if there is none or Slack will not give it
+        (an escalation or a DM matters more than its link)."""
+        if not (approval.channel and approval.ts):
+            return None
+        try:
             found = await client.call(
                 self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
             )
-            link = found.get("permalink")
+        except Permanent as e:
+            log.warning("outbox: no permalink: %s", e, extra={"approval_id": approval.id})
+            return None
+        return found.get("permalink")
+
+    async def _notify(self, task: OutboxTask, approval: Approval) -> None:
+        """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
+        link = await self._permalink(approval)
         required = self.policy.required_approvals(approval.queue_name)
         voters = await self.votes.voters(approval.id) if required > 1 else []
         text = blocks.requester_text(approval, voters, link)
