@@ -36,6 +36,7 @@ from app.workers.sync import Sync
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 4.0
+READY_SECONDS = 3  # /readyz answers within this, database or not
 
 
 def create_app(settings: Settings, policy: Policy) -> Starlette:
@@ -99,10 +100,10 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         # Not wait_for: it also waits for the cancelled ping, which a locked SQLite file holds
         # for its busy timeout, past any probe's patience.
         ping = asyncio.ensure_future(store.ping())
-        done, _ = await asyncio.wait({ping}, timeout=5)
+        done, _ = await asyncio.wait({ping}, timeout=READY_SECONDS)
         if not done:
             ping.cancel()
-            problems.append("database: no answer in 5 s")
+            problems.append(f"database: no answer in {READY_SECONDS} s")
         elif isinstance(ping.exception(), DatabaseUnavailable):
             problems.append(f"database: {ping.exception()}")
         elif ping.exception() is not None:

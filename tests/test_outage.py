@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
+from app.sandbox.rotor import sign_webhook
 from app.sandbox.stack import ServiceProcess, free_port, service_env
 from tests.conftest import CAROL, make_policy, posted, wait_until
 from tests.test_decisions import decided, notices
@@ -158,7 +160,15 @@ def test_locked_sqlite_file_defers_webhooks_until_it_is_free(keys, slack, rotor,
     try:
         lock.execute("BEGIN EXCLUSIVE")
         approval = rotor.create("ops", {})
-        answer = rotor.deliver(approval["id"])
+        # Waits for SQLite's busy timeout (behind the workers' waits for the one connection).
+        body = rotor.event_body(approval["id"])
+        answer = httpx.post(
+            rotor.webhook_url,
+            content=body,
+            headers=sign_webhook(rotor.webhook_secret, body),
+            timeout=60,
+            trust_env=False,
+        )
         assert answer.status_code == 503 and answer.headers["Retry-After"]
         lock.execute("ROLLBACK")
         assert rotor.deliver(approval["id"]).status_code == 202

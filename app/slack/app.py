@@ -3,6 +3,7 @@ context, and one error handler that tells the person why nothing was decided."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -42,21 +43,37 @@ def build_bolt_app(
         context["response_url"] = response_urls.trusted(answer_url(body))
         await next_()
 
-    app.action(ActionId.APPROVE.pattern())(decide.approve)
-    app.action(ActionId.REJECT.pattern())(decide.reject)
-    app.action(ActionId.VIEW_PAYLOAD.pattern())(decide.view_payload)
-    app.view(CallbackId.REJECT.value)(decide.reject_submitted)
-    app.command("/approvals")(listing.approvals_command)
-    app.action(ActionId.LIST_MORE.value)(listing.more)
-
-    @app.error
-    async def explain(error: Exception, context: AsyncBoltContext) -> None:
-        told = notice(error)
-        if told is None:
-            log.error("listener failed: %s", error, exc_info=error)
-            told = "Something went wrong on our side; nothing was decided. Try again."
-        elif isinstance(error, errors.DatabaseUnavailable):
-            log.warning("click refused: database unavailable: %s", error)
-        await tell(context.get("response_url"), told)
-
+    app.action(ActionId.APPROVE.pattern())(explained(decide.approve))
+    app.action(ActionId.REJECT.pattern())(explained(decide.reject))
+    app.action(ActionId.VIEW_PAYLOAD.pattern())(explained(decide.view_payload))
+    app.view(CallbackId.REJECT.value)(explained(decide.reject_submitted))
+    app.command("/approvals")(explained(listing.approvals_command))
+    app.action(ActionId.LIST_MORE.value)(explained(listing.more))
+    app.error(explain)  # what fails in bolt itself, before a listener runs
     return app
+
+
+async def explain(error: Exception, context: AsyncBoltContext) -> None:
+    """Tell the person why nothing happened: one place turns every error into words."""
+    told = notice(error)
+    if told is None:
+        log.error("listener failed: %s", error, exc_info=error)
+        told = "Something went wrong on our side; nothing was decided. Try again."
+    elif isinstance(error, errors.DatabaseUnavailable):
+        log.warning("click refused: database unavailable: %s", error)
+    await tell(context.get("response_url"), told)
+
+
+def explained(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """The listener, with its errors explained by `explain` instead of raised to bolt: bolt's
+    own error path resets an ack it has not noticed yet (it looks every 10 ms), so a click
+    refused fast (a database that refuses connections) would reach Slack as a 404."""
+
+    @functools.wraps(listener)  # bolt reads the wrapped function's argument names
+    async def run(**kwargs):
+        try:
+            await listener(**kwargs)
+        except Exception as error:
+            await explain(error, kwargs["context"])
+
+    return run
