@@ -45,6 +45,7 @@ def build_bolt_app(
     app.action(ActionId.APPROVE.pattern())(decide.approve)
     app.action(ActionId.REJECT.pattern())(decide.reject)
     app.action(ActionId.VIEW_PAYLOAD.pattern())(decide.view_payload)
+    app.action(ActionId.OPEN_LINK.pattern())(decide.open_link)
     app.view(CallbackId.REJECT.value)(decide.reject_submitted)
     app.command("/approvals")(listing.approvals_command)
     app.action(ActionId.LIST_MORE.value)(listing.more)

@@ -197,7 +197,11 @@ class Outbox(Worker):
 
     def _render(self, approval: Approval, channel: str) -> blocks.Message:
         routed = self.policy.channel_for(approval.queue_name)
-        return blocks.approval_message(approval, meant_for=routed if channel != routed else None)
+        return blocks.approval_message(
+            approval,
+            meant_for=routed if channel != routed else None,
+            queue=self.policy.queue(approval.queue_name),
+        )
 
     def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
         first = max(approval.created_at + self.policy.reminders.after, utcnow())
@@ -242,7 +246,9 @@ class Outbox(Worker):
             self.slack.chat_postMessage,
             channel=approval.channel,
             thread_ts=approval.ts,
-            text=blocks.reminder_text(approval, approvers, utcnow()),
+            text=blocks.reminder_text(
+                approval, approvers, utcnow(), self.policy.queue(approval.queue_name)
+            ),
         )
 
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
@@ -251,7 +257,9 @@ class Outbox(Worker):
         link = await client.call(
             self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
         )
-        text = blocks.escalation_text(approval, link.get("permalink"), utcnow())
+        text = blocks.escalation_text(
+            approval, link.get("permalink"), utcnow(), self.policy.queue(approval.queue_name)
+        )
         await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
 
     async def _paced(self, lane: str, method, /, **kwargs):

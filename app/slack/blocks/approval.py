@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -17,9 +19,11 @@ from slack_sdk.models.blocks import (
 )
 
 from app.db.models import Approval, Status
+from app.slack.blocks import templates
 from app.slack.blocks.text import (
     age,
     clip,
+    code,
     code_block,
     escape,
     mention,
@@ -28,6 +32,11 @@ from app.slack.blocks.text import (
     slack_date,
 )
 from app.slack.ids import ActionId
+
+if TYPE_CHECKING:
+    from app.config import QueuePolicy
+
+_URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto:\S*")
 
 
 @dataclass(frozen=True)
@@ -58,26 +67,56 @@ _TITLES = {
 }
 
 
-def approval_message(approval: Approval, meant_for: str | None = None) -> Message:
+def facts_of(approval: Approval, queue: QueuePolicy | None) -> templates.Facts:
+    return templates.Facts.of(
+        approval.payload,
+        approval.job_id,
+        approval.id,
+        approval.queue_name,
+        queue.mask if queue else (),
+    )
+
+
+def title_of(approval: Approval, queue: QueuePolicy | None, prefix: str = "") -> str:
+    """The queue's title for this approval (plain text), or `<prefix>: <queue>`."""
+    default = f"{prefix or 'Approval needed'}: {approval.queue_name}"
+    template = queue.title if queue else None
+    text = templates.title(template, facts_of(approval, queue), default)
+    if template and prefix and prefix != _TITLES[Status.PENDING]:
+        text = clip(f"{prefix}: {text}", 150)
+    return text
+
+
+def no_links(text: str) -> str:
+    """For the fallback `text` (notifications): nothing that looks like a URL survives."""
+    return _URLISH.sub("[link]", text)
+
+
+def approval_message(
+    approval: Approval, meant_for: str | None = None, queue: QueuePolicy | None = None
+) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
-    `meant_for` names the queue's own channel when the message had to go elsewhere.
+    `meant_for` names the queue's own channel when the message had to go elsewhere; `queue` is
+    the queue's policy (title, fields, link, mask).
     """
-    queue, job = escape(clip(approval.queue_name, 200)), escape(clip(approval.job_id, 200))
-    text, cut = preview(approval.payload)
+    facts = facts_of(approval, queue)
+    text, cut = preview(approval.payload, paths=queue.mask if queue else ())
+    header = title_of(approval, queue, _TITLES[approval.status])
     blocks: list[Block] = [
-        HeaderBlock(
-            block_id="title",
-            text=PlainTextObject(
-                text=clip(f"{_TITLES[approval.status]}: {approval.queue_name}", 150)
-            ),
-        ),
+        HeaderBlock(block_id="title", text=PlainTextObject(text=header)),
+    ]
+    if queue and queue.fields:
+        blocks.append(
+            SectionBlock(block_id="summary", fields=templates.field_objects(queue.fields, facts))
+        )
+    blocks += [
         SectionBlock(
             block_id="facts",
             fields=[
-                mrkdwn(f"*Queue*\n{queue}"),
-                mrkdwn(f"*Job*\n`{job}`"),
-                mrkdwn(f"*Approval*\n`{approval.id}`"),
+                mrkdwn(f"*Queue*\n{code(approval.queue_name)}"),
+                mrkdwn(f"*Job*\n{code(approval.job_id)}"),
+                mrkdwn(f"*Approval*\n{code(approval.id)}"),
                 mrkdwn(f"*Requested*\n{slack_date(approval.created_at)}"),
             ],
         ),
@@ -87,6 +126,12 @@ def approval_message(approval: Approval, meant_for: str | None = None) -> Messag
         note = f":warning: Posted here because the bot could not post in <#{meant_for}>."
         blocks.append(ContextBlock(block_id="misrouted", elements=[mrkdwn(note)]))
     buttons: list[ButtonElement] = []
+    if url := templates.link(queue.link if queue else None, facts):
+        buttons.append(
+            ButtonElement(
+                text="Open in Rotor", action_id=ActionId.OPEN_LINK.on(approval.id), url=url
+            )
+        )
     if cut:
         buttons.append(
             ButtonElement(
@@ -97,11 +142,10 @@ def approval_message(approval: Approval, meant_for: str | None = None) -> Messag
         )
     if approval.status == Status.PENDING:
         buttons[:0] = decision_buttons(approval.id, approval.queue_name)
-        fallback = f"Approval needed: job {job} on queue {queue}"
     else:
         blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome_line(approval))))
-        verb = "Approved" if approval.status == Status.APPROVED else "Rejected"
-        fallback = f"{verb}: job {job} on queue {queue}"
+    # Notifications show `text` as is: escaped, one line, no URL a payload could plant.
+    fallback = escape(no_links(header))
     if buttons:
         blocks.append(ActionsBlock(block_id="actions", elements=buttons))
     return Message(text=fallback, blocks=blocks)
@@ -131,15 +175,27 @@ def decision_buttons(approval_id: str, queue_name: str) -> list[ButtonElement]:
     ]
 
 
-def reminder_text(approval: Approval, approvers: list[str] | None, now: datetime) -> str:
-    who = " ".join(mention(a) for a in approvers or []) or "Approvers"
-    return f"{who}: this approval has been waiting {age(approval.created_at, now)}. Please decide."
+def reminder_text(
+    approval: Approval,
+    approvers: list[str] | None,
+    now: datetime,
+    queue: QueuePolicy | None = None,
+) -> str:
+    what = escape(no_links(title_of(approval, queue)))
+    waiting = f"*{what}* has been waiting {age(approval.created_at, now)}"
+    if not approvers:
+        return f"{waiting}. Anyone in this channel can decide it."
+    who = " ".join(mention(a) for a in approvers)
+    return f"{who}: {waiting}. Please decide."
 
 
-def escalation_text(approval: Approval, permalink: str | None, now: datetime) -> str:
-    where = f"<{permalink}|this approval>" if permalink else f"approval `{approval.id}`"
+def escalation_text(
+    approval: Approval, permalink: str | None, now: datetime, queue: QueuePolicy | None = None
+) -> str:
+    what = escape(no_links(title_of(approval, queue))).replace("|", "¦")
+    where = f"<{permalink}|{what}>" if permalink else f"*{what}* ({code(approval.id)})"
     return (
         f":rotating_light: Nobody has decided {where} on "
-        f"*{escape(clip(approval.queue_name, 200))}* after {approval.reminders_sent} reminders "
+        f"{code(approval.queue_name)} after {approval.reminders_sent} reminders "
         f"({age(approval.created_at, now)} waiting)."
     )
