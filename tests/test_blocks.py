@@ -253,14 +253,7 @@ def test_header_is_clipped_to_150_and_fields_to_ten():
 def test_a_payload_cannot_move_the_link_to_another_host(link, payload):
     facts = templates.Facts.of(payload, "j", "a", "q")
     url = templates.link(link, facts)
-    assert (
-        url is None
-        or url.startswith("https://rotor.example.com/")
-        or url == ("https://rotor.example.com" + "%" + url.split("%", 1)[1])
-    )
-    from urllib.parse import urlsplit
-
-    assert url is None or urlsplit(url).hostname == "rotor.example.com"
+    assert url is None or urlsplit(url).netloc == "rotor.example.com", url
 
 
 @pytest.mark.parametrize(
