@@ -38,9 +38,11 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
         if approval is None:
             await tell(context["response_url"], f"Approved {code(approval_id)}.")
             return
-        what = escape(title_of(approval, decider.policy.queue(approval.queue_name)))
+        queue = decider.policy.queue(approval.queue_name)
         job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
-        await tell(context["response_url"], f"Approved *{what}* ({job}).")
+        if queue and queue.title:
+            job = f"*{escape(title_of(approval, queue))}* ({job})"
+        await tell(context["response_url"], f"Approved {job}.")
 
 
 async def reject(
