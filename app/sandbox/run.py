@@ -47,6 +47,9 @@ every = "3s"  # a decision "from the CLI" shows in Slack within seconds
 name = "payments"
 channel = "C0FINANCE"
 approvers = ["U0CAROL", "S0FINANCE"]
+title = "Pay {amount} {currency} to {beneficiary.name}"
+fields = ["amount", "beneficiary.name", "reference"]
+mask = ["beneficiary.iban"]
 """,
     source="sample policy",
 )
