@@ -93,6 +93,8 @@ class Facts:
                     return MISSING
         if raw is None:
             return MISSING
+        if isinstance(raw, float) and raw.is_integer() and abs(raw) < 1e15:
+            raw = int(raw)  # 48500.0 reads as 48500
         text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
         return one_line_clean(text, VALUE_CHARS)
 
