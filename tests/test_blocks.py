@@ -226,7 +226,7 @@ def test_title_fields_link_and_mask_render():
     # The job id cannot add a path, a query or a fragment of its own.
     assert button["url"] == "https://rotor.example.com/jobs/j%2F1%3Fx%23y?q=payments"
     assert "DE89370400440532013000" not in json.dumps(message.blocks_json())
-    assert message.text == "Pay 120.5 EUR to Ann &lt;@U1&gt; *Lee*"
+    assert message.text == "Pay 120.5 EUR to Ann &lt;@U1&gt; *Lee* (job j/1?x#y)"
     assert_safe(message)
     # Without a title: the header stays as it was.
     plain = approval_message(make(PAYMENT))

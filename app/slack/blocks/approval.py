@@ -28,6 +28,7 @@ from app.slack.blocks.text import (
     escape,
     mention,
     mrkdwn,
+    one_line_clean,
     preview,
     slack_date,
 )
@@ -145,7 +146,8 @@ def approval_message(
     else:
         blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome_line(approval))))
     # Notifications show `text` as is: escaped, one line, no URL a payload could plant.
-    fallback = escape(no_links(header))
+    job = one_line_clean(approval.job_id, 100)
+    fallback = escape(no_links(f"{header} (job {job})"))
     if buttons:
         blocks.append(ActionsBlock(block_id="actions", elements=buttons))
     return Message(text=fallback, blocks=blocks)
