@@ -78,11 +78,18 @@ def facts_of(approval: Approval, queue: QueuePolicy | None) -> templates.Facts:
     )
 
 
-def title_of(approval: Approval, queue: QueuePolicy | None, prefix: str = "") -> str:
+def title_of(
+    approval: Approval,
+    queue: QueuePolicy | None,
+    prefix: str = "",
+    facts: templates.Facts | None = None,
+) -> str:
     """The queue's title for this approval (plain text), or `<prefix>: <queue>`."""
     default = f"{prefix or 'Approval needed'}: {approval.queue_name}"
     template = queue.title if queue else None
-    text = templates.title(template, facts_of(approval, queue), default)
+    if not template:
+        return templates.title(None, None, default)
+    text = templates.title(template, facts or facts_of(approval, queue), default)
     if template and prefix and prefix != _TITLES[Status.PENDING]:
         text = clip(f"{prefix}: {text}", 150)
     return text
@@ -101,13 +108,14 @@ def approval_message(
     `meant_for` names the queue's own channel when the message had to go elsewhere; `queue` is
     the queue's policy (title, fields, link, mask).
     """
-    facts = facts_of(approval, queue)
+    templated = queue and (queue.title or queue.fields or queue.link)
+    facts = facts_of(approval, queue) if templated else None  # masks the payload once more
     text, cut = preview(approval.payload, paths=queue.mask if queue else ())
-    header = title_of(approval, queue, _TITLES[approval.status])
+    header = title_of(approval, queue, _TITLES[approval.status], facts)
     blocks: list[Block] = [
         HeaderBlock(block_id="title", text=PlainTextObject(text=header)),
     ]
-    if queue and queue.fields:
+    if queue and queue.fields and facts:
         blocks.append(
             SectionBlock(block_id="summary", fields=templates.field_objects(queue.fields, facts))
         )
@@ -127,7 +135,7 @@ def approval_message(
         note = f":warning: Posted here because the bot could not post in <#{meant_for}>."
         blocks.append(ContextBlock(block_id="misrouted", elements=[mrkdwn(note)]))
     buttons: list[ButtonElement] = []
-    if url := templates.link(queue.link if queue else None, facts):
+    if queue and queue.link and facts and (url := templates.link(queue.link, facts)):
         buttons.append(
             ButtonElement(
                 text="Open in Rotor", action_id=ActionId.OPEN_LINK.on(approval.id), url=url

@@ -108,9 +108,9 @@ def render(template: str, facts: Facts, quote_value: Callable[[str], str] = str)
     return "".join(out)
 
 
-def title(template: str | None, facts: Facts, default: str) -> str:
+def title(template: str | None, facts: Facts | None, default: str) -> str:
     """Plain text (never parsed), one line, clipped to the header's 150 characters."""
-    text = render(template, facts) if template else default
+    text = render(template, facts) if template and facts else default
     return clip(one_line_clean(text, 1000), 150)
 
 
