@@ -109,8 +109,11 @@ def approval_message(
     the queue's policy (title, fields, link, mask).
     """
     templated = queue and (queue.title or queue.fields or queue.link)
-    facts = facts_of(approval, queue) if templated else None  # masks the payload once more
-    text, cut = preview(approval.payload, paths=queue.mask if queue else ())
+    facts = facts_of(approval, queue) if templated else None  # the masked payload
+    if facts:
+        text, cut = preview(facts.payload, masked=True)
+    else:
+        text, cut = preview(approval.payload, paths=queue.mask if queue else ())
     header = title_of(approval, queue, _TITLES[approval.status], facts)
     blocks: list[Block] = [
         HeaderBlock(block_id="title", text=PlainTextObject(text=header)),

@@ -138,10 +138,14 @@ def pretty_payload(payload: Any, paths: Collection[str] = ()) -> str:
 
 
 def preview(
-    payload: Any, limit: int = PREVIEW_CHARS, paths: Collection[str] = ()
+    payload: Any, limit: int = PREVIEW_CHARS, paths: Collection[str] = (), masked: bool = False
 ) -> tuple[str, bool]:
-    """Pretty, masked JSON cut to `limit` characters; the flag says whether it was cut."""
-    text = pretty_payload(payload, paths)
+    """Pretty, masked JSON cut to `limit` characters; the flag says whether it was cut.
+    `masked`: the payload already went through `mask_secrets` (not masked twice)."""
+    if masked:
+        text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+    else:
+        text = pretty_payload(payload, paths)
     if len(text) <= limit:
         return text, False
     return text[: limit - 1] + "…", True
