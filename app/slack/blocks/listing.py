@@ -60,24 +60,22 @@ def decided_line(item: ListItem) -> str | None:
 
 
 def item_line(item: ListItem, now: datetime, policy: Policy | None) -> str:
+    """Title (if the queue has one), queue · job · age, who decided, then summary or payload."""
     queue = policy.queue(item.queue_name) if policy else None
-    facts = templates.Facts.of(
-        item.payload, item.job_id, item.id, item.queue_name, queue.mask if queue else ()
-    )
-    head = f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {ago(item.created_at, now)}"
-    lines = [head]
-    if queue and queue.title:
-        lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")
-    if queue and queue.fields:
-        lines.append(
-            " · ".join(
-                f"{escape(templates.label(p))}: {escape(facts.value(p))}" for p in queue.fields
-            )
-        )
-    else:
-        lines.append(escape(one_line(item.payload, paths=queue.mask if queue else ())))
+    mask = queue.mask if queue else ()
+    when = ago(item.created_at, now)
+    lines = [f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {when}"]
     if decided := decided_line(item):
         lines.append(decided)
+    if queue and (queue.title or queue.fields):
+        facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, mask)
+        if queue.title:
+            lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")
+        if queue.fields:
+            summary = (f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in queue.fields)
+            lines.append(escape(" · ".join(summary)))
+    else:
+        lines.append(escape(one_line(item.payload, paths=mask)))
     return clip("\n".join(lines), 2900)
 
 
