@@ -60,7 +60,7 @@ def serve(
     """Run the service."""
     import uvicorn
 
-    from app import logs
+    from app import logs, serving
     from app.main import create_app
 
     logs.setup()
@@ -69,10 +69,12 @@ def serve(
         _prepare_schema(settings, migrate)
     except ConfigError as e:
         _fail(e)
+    serving.raise_open_files_limit()
     uvicorn.run(
         create_app(settings, policy),
         host=host,
         port=port,
+        **serving.LIMITS,
         log_config=None,
         access_log=False,  # our own lines log every step, with the approval id
         timeout_graceful_shutdown=3,  # then the workers get a few seconds to finish
@@ -240,6 +242,43 @@ def retry_failed() -> None:
 
     count = asyncio.run(retry())
     typer.echo(f"{count} failed task(s) queued again; a running service picks them up")
+
+
+@cli.command()
+def audit(
+    since: Annotated[str, typer.Option(help="How far back: 90s, 15m, 1h, 7d.")] = "7d",
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+) -> None:
+    """Every decision to stdout, one row each, with every approver of a quorum."""
+    from app import audit as trail
+    from app.config import parse_duration
+    from app.db import Store
+    from app.db.models import utcnow
+
+    if fmt not in ("jsonl", "csv"):
+        _fail("--format: jsonl or csv")
+    try:
+        window = parse_duration(since)
+    except ValueError as e:
+        _fail(f"--since: {e}")
+    try:
+        settings = load_settings()
+        _prepare_schema(settings, migrate=False)
+    except ConfigError as e:
+        _fail(e)
+
+    async def read() -> list[dict]:
+        store = Store(settings.database_url)
+        try:
+            decided = await store.approvals.decided_since(utcnow() - window, queue)
+            votes = await store.votes.of([a.id for a in decided])
+            return [trail.row(a, votes[a.id]) for a in decided]
+        finally:
+            await store.close()
+
+    rows = asyncio.run(read())
+    typer.echo(trail.as_csv(rows) if fmt == "csv" else trail.as_jsonl(rows), nl=False)
 
 
 @cli.command()

@@ -100,10 +100,20 @@ class SyncPolicy(_Strict):
     every: Duration = timedelta(minutes=5)
 
 
+# A dotted path into a job's payload, e.g. `requestedBy` or `meta.owner.email`.
+PayloadPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)]
+
+
 class QueuePolicy(_Strict):
     name: str = Field(min_length=1)
     channel: ChannelId | None = None
     approvers: list[ApproverId] | None = None
+    # Distinct approvers needed before Rotor is approved.
+    required_approvals: int = Field(default=1, ge=1, le=25)
+    # Where the payload names who asked: a Slack user id (U…/W…) or an email.
+    requester: PayloadPath | None = None
+    # Still pending this long: rejected in Rotor as expired. None: never.
+    expire_after: Duration | None = None
     title: str | None = Field(default=None, max_length=500)  # header template
     fields: list[str] = []  # payload paths shown as labelled summary fields
     link: str | None = Field(default=None, max_length=2000)  # "Open in Rotor" URL template
@@ -158,6 +168,18 @@ class Policy(_Strict):
     def channel_for(self, queue_name: str) -> str | None:
         queue = self.queue(queue_name)
         return (queue and queue.channel) or self.slack.default_channel
+
+    def required_approvals(self, queue_name: str) -> int:
+        queue = self.queue(queue_name)
+        return queue.required_approvals if queue else 1
+
+    def expire_after(self, queue_name: str) -> timedelta | None:
+        queue = self.queue(queue_name)
+        return queue.expire_after if queue else None
+
+    def requester_path(self, queue_name: str) -> str | None:
+        queue = self.queue(queue_name)
+        return queue.requester if queue else None
 
     def approvers_for(self, queue_name: str) -> list[str] | None:
         """None means anyone who can see the message may decide."""

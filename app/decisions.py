@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from functools import partial
 
 from app import errors, metrics
 from app.config import Policy
@@ -22,10 +23,21 @@ from app.intake import Intake, from_rotor
 from app.retry import backoff
 from app.rotor import RotorClient, RotorConflict, RotorError, RotorNotFound
 from app.slack.approvers import ApproverCheck
+from app.slack.requesters import Requesters
 
 log = logging.getLogger(__name__)
 
 CLAIM_HOLD = timedelta(seconds=60)  # longer than the Rotor client's timeout
+EXPIRY = "expiry"  # who holds the claim while an approval is being expired
+
+
+def duration_text(delta: timedelta) -> str:
+    """A duration as the policy file writes it: 3d, 12h, 90m, 45s."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 class InFlight:
@@ -62,15 +74,17 @@ class Decider:
         rotor: RotorClient,
         policy: Policy,
         approvers: ApproverCheck,
+        requesters: Requesters,
         intake: Intake,
         wake_outbox: Callable[[], None],
     ) -> None:
-        self.approvals, self.rotor, self.policy, self.approvers = (
+        self.approvals, self.votes, self.rotor, self.policy = (
             store.approvals,
+            store.votes,
             rotor,
             policy,
-            approvers,
         )
+        self.approvers, self.requesters = approvers, requesters
         self.intake, self._wake = intake, wake_outbox
         self.in_flight = InFlight()
         self._recording: set[asyncio.Task] = set()
@@ -113,10 +127,33 @@ class Decider:
         with self.in_flight.track():
             await self._decide(approval_id, user, status, reason)
 
+    async def requester(self, approval: Approval) -> str | None:
+        """Who asked for the job: resolved when it was posted, or now if it was not."""
+        if approval.requester:
+            return approval.requester
+        path = self.policy.requester_path(approval.queue_name)
+        return await self.requesters.resolve(approval.payload, path)
+
     async def _decide(self, approval_id: str, user: str, status: str, reason: str | None) -> None:
         extra = {"approval_id": approval_id, "user": user}
         verb = verb_for(status)
-        await self.vet(approval_id, user, verb)
+        approval = await self.vet(approval_id, user, verb)
+        voted = False
+        if status == Status.APPROVED:
+            if await self.requester(approval) == user:
+                metrics.DECISIONS.labels(outcome="forbidden").inc()
+                raise errors.OwnRequest()
+            required = self.policy.required_approvals(approval.queue_name)
+            if required > 1:
+                voters = await self.votes.cast(approval_id, user, required)
+                if voters is None:
+                    waiting = required - len(await self.votes.voters(approval_id))
+                    raise errors.AlreadyVoted(max(waiting, 1))
+                log.info("vote %d of %d", len(voters), required, extra=extra)
+                if len(voters) < required:
+                    self._wake()  # the message shows the progress
+                    return
+                voted = True
         if not await self.approvals.claim_decision(approval_id, user, CLAIM_HOLD):
             current = await self.approvals.get(approval_id)
             if current.status != Status.PENDING:
@@ -128,19 +165,22 @@ class Decider:
             else:
                 await self.rotor.reject(approval_id, reason or "")
         except RotorConflict:
-            await self._decided_elsewhere(approval_id, user)
+            await self._decided_elsewhere(approval, user)
         except RotorError as e:
             await self.approvals.release_claim(approval_id, user)
+            if voted:
+                await self.votes.withdraw(approval_id, user)  # so a click again counts again
             metrics.ROTOR_ERRORS.labels(kind=type(e).__name__).inc()
             metrics.DECISIONS.labels(outcome="rotor_error").inc()
             log.warning("decision failed at Rotor: %s", e, extra=extra)
             raise errors.RotorFailed(verb, str(e)) from None
         metrics.DECISIONS.labels(outcome=status).inc()
         log.info("decided: %s", status, extra=extra)
-        await self._record(approval_id, status, user, reason)
+        await self._record(approval, status, user, reason)
 
-    async def _decided_elsewhere(self, approval_id: str, user: str) -> None:
+    async def _decided_elsewhere(self, approval: Approval, user: str) -> None:
         """Rotor answered 409: record its real state; always raises."""
+        approval_id = approval.id
         try:
             real = await self.rotor.get_approval(approval_id)
         except RotorError as e:
@@ -150,30 +190,56 @@ class Decider:
             await self.approvals.release_claim(approval_id, user)
             raise errors.StillPending()
         metrics.DECISIONS.labels(outcome="conflict").inc()
-        await self._record(approval_id, real.status, None, real.reason)
+        await self._record(approval, real.status, None, real.reason)
         raise errors.DecidedElsewhere(real.status)
 
-    async def _record(self, approval_id: str, status: str, user: str | None, reason) -> None:
+    async def _record(
+        self, approval: Approval, status: str, user: str | None, reason, expired: bool = False
+    ) -> None:
         """Record what Rotor decided; if the database is down, keep trying in the background
         until it answers (Rotor has decided: the message must follow without waiting for sync)."""
+        record = partial(self.approvals.record_decision, approval.id, status, user, reason, expired)
         try:
-            await self.approvals.record_decision(approval_id, status, user, reason)
+            await record()
         except errors.DatabaseUnavailable:
-            task = asyncio.create_task(self._record_later(approval_id, status, user, reason))
+            task = asyncio.create_task(self._record_later(approval.id, record))
             self._recording.add(task)  # a strong reference until it is done
             task.add_done_callback(self._recording.discard)
             raise errors.RecordingDelayed(verb_for(status)) from None
+        metrics.observe_decision(approval, "expired" if expired else status)
         self._wake()
 
-    async def _record_later(self, approval_id: str, status: str, user, reason) -> None:
+    async def _record_later(self, approval_id: str, record: Callable[[], Awaitable]) -> None:
         extra = {"approval_id": approval_id}
         log.warning("decision taken in Rotor, recording it once the database answers", extra=extra)
         for attempt in itertools.count(1):
             await asyncio.sleep(backoff(attempt, base=0.5, cap=10.0))
             try:
-                await self.approvals.record_decision(approval_id, status, user, reason)
+                await record()
             except errors.DatabaseUnavailable:
                 continue
             log.warning("decision recorded after the database came back", extra=extra)
             self._wake()
             return
+
+    async def expire(self, approval: Approval, after: timedelta) -> bool:
+        """Reject in Rotor an approval nobody decided within `after`; True when it did.
+
+        The claim makes it once across replicas; a 409 records Rotor's real state instead.
+        """
+        if not await self.approvals.claim_decision(approval.id, EXPIRY, CLAIM_HOLD):
+            return False
+        reason = f"Expired: no decision within {duration_text(after)}"
+        try:
+            await self.rotor.reject(approval.id, reason)
+        except RotorConflict:
+            with contextlib.suppress(errors.DecisionRefused):
+                await self._decided_elsewhere(approval, EXPIRY)
+            return False
+        except RotorError:
+            await self.approvals.release_claim(approval.id, EXPIRY)
+            raise  # the next sweep tries again
+        log.info("expired", extra={"approval_id": approval.id})
+        with contextlib.suppress(errors.RecordingDelayed):
+            await self._record(approval, Status.REJECTED, None, reason, expired=True)
+        return True

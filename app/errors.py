@@ -7,6 +7,8 @@ who clicked.
      ├── ApprovalUnknown     Rotor does not know the approval id
      ├── RotorUnreachable    Rotor failed while loading the approval; nothing changed
      ├── NotAnApprover       the person is not on the queue's approver list
+     ├── OwnRequest          the person asked for this job: someone else must approve it
+     ├── AlreadyVoted        the person approved already; the quorum waits for others
      ├── AlreadyDecided      the approval is no longer pending here
      ├── ClaimHeld           someone else's click is deciding it right now
      ├── RotorFailed         Rotor failed the decision; the claim was released
@@ -56,6 +58,16 @@ class NotAnApprover(DecisionRefused):
         super().__init__(queue_name, verb)
         self.queue_name, self.verb = queue_name, verb
         self.approvers = approvers or []  # user and user-group ids who may decide
+
+
+class OwnRequest(DecisionRefused):
+    pass
+
+
+class AlreadyVoted(DecisionRefused):
+    def __init__(self, waiting_for: int) -> None:
+        super().__init__(waiting_for)
+        self.waiting_for = waiting_for
 
 
 class AlreadyDecided(DecisionRefused):

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from app import metrics
+from app.asgi import BODY_SECONDS, BUFFER_BYTES, Budget, RequestGuard
 from app.config import Policy, Settings
 from app.db import Store
 from app.db.models import utcnow
@@ -26,6 +27,7 @@ from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
 from app.slack.listeners import Services
+from app.slack.requesters import Requesters
 from app.webhooks import MAX_BODY, webhook_endpoint
 from app.workers.outbox import Outbox
 from app.workers.reminders import Reminders
@@ -34,45 +36,6 @@ from app.workers.sync import Sync
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 4.0
-
-
-class BodyLimit:
-    """Refuse bodies over `limit` bytes with 413, reading no more than that of them."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                return await self._refuse(send)
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body, replayed = b"".join(chunks), False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send) -> None:
-        response = JSONResponse({"error": f"body over {self.limit} bytes"}, status_code=413)
-        await response({"type": "http"}, None, send)
 
 
 def create_app(settings: Settings, policy: Policy) -> Starlette:
@@ -86,10 +49,11 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         timeout=policy.slack.timeout.total_seconds(),
         retry_handlers=[],
     )
-    outbox = Outbox(store, slack, policy)
+    requesters = Requesters(slack)
+    outbox = Outbox(store, slack, policy, requesters)
     intake = Intake(store, policy, outbox.wake)
-    decider = Decider(store, rotor, policy, ApproverCheck(slack), intake, outbox.wake)
-    reminders = Reminders(store, policy, outbox.wake)
+    decider = Decider(store, rotor, policy, ApproverCheck(slack), requesters, intake, outbox.wake)
+    reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
     services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
     bolt = build_bolt_app(
@@ -132,10 +96,17 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     async def readyz(_request: Request) -> Response:
         problems = [name for name, task in running.items() if task.done()]
         problems += [f"{name} stuck" for name, worker in workers.items() if worker.stuck()]
-        try:
-            await asyncio.wait_for(store.ping(), 5)
-        except (DatabaseUnavailable, TimeoutError) as e:
-            problems.append(f"database: {e or 'no answer in 5 s'}")
+        # Not wait_for: it also waits for the cancelled ping, which a locked SQLite file holds
+        # for its busy timeout, past any probe's patience.
+        ping = asyncio.ensure_future(store.ping())
+        done, _ = await asyncio.wait({ping}, timeout=5)
+        if not done:
+            ping.cancel()
+            problems.append("database: no answer in 5 s")
+        elif isinstance(ping.exception(), DatabaseUnavailable):
+            problems.append(f"database: {ping.exception()}")
+        elif ping.exception() is not None:
+            problems.append(f"database: {type(ping.exception()).__name__}")
         if problems:
             return JSONResponse({"ready": False, "problems": problems}, status_code=503)
         return JSONResponse({"ready": True})
@@ -162,5 +133,6 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    guard = {"limit": MAX_BODY, "budget": Budget(BUFFER_BYTES), "seconds": BODY_SECONDS}
+    app.add_middleware(RequestGuard, **guard)
     return app

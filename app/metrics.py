@@ -1,6 +1,10 @@
 """Prometheus metrics of this process, served at `GET /metrics`."""
 
-from prometheus_client import Counter, Gauge
+from datetime import UTC
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from app import clock
 
 WEBHOOKS = Counter("rotor_slack_webhooks", "Rotor webhooks by outcome", ["outcome"])
 MESSAGES = Counter("rotor_slack_slack_messages", "Slack messages sent by kind", ["kind"])
@@ -13,3 +17,20 @@ OUTBOX_FAILED = Gauge(
     "rotor_slack_outbox_failed", "Tasks kept as failed (rotor-slack retry-failed)"
 )
 OUTBOX_FAILURES = Counter("rotor_slack_outbox_failures", "Tasks that failed for good")
+DECISION_SECONDS = Histogram(
+    "rotor_slack_decision_seconds",
+    "Time from an approval's request to its decision",
+    ["queue", "outcome"],
+    buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
+)
+
+
+def observe_decision(approval, outcome: str) -> None:
+    """`approval` is an app.db.models.Approval (not imported: models import nothing of ours)."""
+    created = approval.created_at or clock.now()
+    if created.tzinfo is None:  # SQLite gives times back without their zone (UTC)
+        created = created.replace(tzinfo=UTC)
+    waited = (clock.now() - created).total_seconds()
+    DECISION_SECONDS.labels(queue=approval.queue_name[:100], outcome=outcome).observe(
+        max(0, waited)
+    )

@@ -38,11 +38,11 @@ async def current(store: Store) -> str | None:
         )
 
 
-async def upgrade(store: Store) -> None:
+async def upgrade(store: Store, revision: str = "head") -> None:
     async with store.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+        await conn.run_sync(lambda sync: command.upgrade(_config(sync), revision))
 
 
 async def require_current(store: Store) -> None:

@@ -99,7 +99,7 @@ def webhook_endpoint(secret: str, intake: Callable[[Approval], Awaitable[bool]])
     webhook = Webhook(secret)
 
     async def endpoint(request: Request) -> JSONResponse:
-        body = await request.body()  # BodyLimit has capped its size already
+        body = await request.body()  # RequestGuard has capped its size and time
         try:
             verify(webhook, body, dict(request.headers))
             event = parse(body)
@@ -128,4 +128,13 @@ def webhook_endpoint(secret: str, intake: Callable[[Approval], Awaitable[bool]])
         metrics.WEBHOOKS.labels(outcome="duplicate").inc()
         return JSONResponse({"status": "duplicate"}, status_code=200)
 
-    return endpoint
+    async def counted(request: Request) -> JSONResponse:
+        # Unexpected failures are answered and counted too (Rotor redelivers on a 5xx).
+        try:
+            return await endpoint(request)
+        except Exception:
+            metrics.WEBHOOKS.labels(outcome="error").inc()
+            log.exception("webhook failed")
+            return JSONResponse({"error": "internal error"}, status_code=500)
+
+    return counted

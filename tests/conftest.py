@@ -7,6 +7,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -37,11 +38,13 @@ def make_policy(
     after: str = "1h",
     every: str = "4h",
     escalate_after: int = 3,
+    escalation_channel: str | None = "C0ESCALATE",
     check_every: str = "1s",
     sync_every: str = "1h",
     queues: str = PAYMENTS,
 ) -> str:
     """The policy file of a test: what it varies as arguments, the rest the same everywhere."""
+    escalation = f'escalation_channel = "{escalation_channel}"' if escalation_channel else ""
     return f"""
 [slack]
 default_channel = "C0APPROVALS"
@@ -52,7 +55,7 @@ timeout = "{timeout}"
 after = "{after}"
 every = "{every}"
 escalate_after = {escalate_after}
-escalation_channel = "C0ESCALATE"
+{escalation}
 check_every = "{check_every}"
 
 [sync]
@@ -165,6 +168,82 @@ def start_service(tmp_path, keys, slack, rotor, database_url):
 @pytest.fixture
 def service(start_service) -> ServiceProcess:
     return start_service()
+
+
+def set_claim(database_url: str, approval_id: str, user: str, expires_in: timedelta) -> None:
+    """Leave a decision claim on an approval, as a replica that died mid-decision would."""
+    from sqlalchemy import update
+
+    from app.db import Store
+    from app.db.models import Approval, utcnow
+
+    async def write() -> None:
+        store = Store(database_url)
+        try:
+            async with store.session() as s:
+                await s.exec(
+                    update(Approval)
+                    .where(Approval.id == approval_id)
+                    .values(claimed_by=user, claimed_until=utcnow() + expires_in)
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+
+
+def stored(database_url: str, *approval_ids: str) -> list:
+    """The approvals as the service stored them (to assert on the state that rules work out)."""
+    from app.db import Store
+
+    async def read() -> list:
+        store = Store(database_url)
+        try:
+            return [await store.approvals.get(a) for a in approval_ids]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def outbox_rows(database_url: str) -> list:
+    """Every task left in the outbox, in id order."""
+    from sqlmodel import select
+
+    from app.db import Store
+    from app.db.models import OutboxTask
+
+    async def read() -> list:
+        store = Store(database_url)
+        try:
+            async with store.session() as s:
+                return list((await s.exec(select(OutboxTask).order_by(OutboxTask.id))).all())
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite gives them back without a zone)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def metric(service: ServiceProcess, name: str) -> float:
+    """The value of an unlabelled metric of a service."""
+    for line in service.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def drained(*services: ServiceProcess, timeout: float = 60.0) -> None:
+    """Wait until the outbox is empty (every task done and deleted): nothing more goes to Slack."""
+    wait_until(
+        lambda: all(metric(s, "rotor_slack_outbox_depth") == 0 for s in services),
+        timeout,
+        "an empty outbox",
+    )
 
 
 def posted(slack: FakeSlack, approval_id: str, timeout: float = 10.0):

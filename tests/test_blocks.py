@@ -18,7 +18,16 @@ from app.slack.blocks import templates
 from app.slack.blocks.approval import Message, approval_message, escalation_text, reminder_text
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
 from app.slack.blocks.modals import payload_modal
-from app.slack.blocks.text import MASK, PREVIEW_CHARS, age, ago, escape, mask_secrets, preview
+from app.slack.blocks.text import (
+    MASK,
+    PREVIEW_CHARS,
+    age,
+    ago,
+    escape,
+    mask_secrets,
+    pretty_payload,
+    preview,
+)
 from app.slack.commands import ListQuery, looks_like_status, parse_list_command
 from app.slack.notices import notice
 from tests.conftest import LIVE, mrkdwn_texts
@@ -74,6 +83,22 @@ def test_escape_leaves_no_control_characters(text):
     assert escaped.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text
 
 
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [
+        ("a & b", "a &amp; b"),
+        ("<!channel>", "&lt;!channel&gt;"),
+        ("x > y", "x &gt; y"),
+        ("&lt;", "&amp;lt;"),  # an entity in the input is shown as typed, not decoded
+        ("&amp;lt;", "&amp;amp;lt;"),
+        ("<@U0CAROL|&>", "&lt;@U0CAROL|&amp;&gt;"),
+        ("plain text", "plain text"),
+    ],
+)
+def test_escape_examples(text, escaped):
+    assert escape(text) == escaped
+
+
 def test_secret_looking_keys_are_masked_anywhere():
     payload = {
         "user": {"Password": "p", "api_key": "k", "x-api-key": "k2", "name": "ann"},
@@ -91,6 +116,42 @@ def test_secret_looking_keys_are_masked_anywhere():
     }
     assert shown["items"] == [{"access_token": MASK}, {"authorization": MASK}]
     assert shown["client_secret"] == MASK
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "pass",
+        "passwd",
+        "PASSWORD",
+        "client_secret",
+        "refresh_token",
+        "Authorisation",
+        "apikey",
+        "private-key",
+        "credentials",
+        "Cookie",
+        "session_id",
+        "signature",
+        "bearer",
+    ],
+)
+def test_each_kind_of_secret_key_is_masked(key):
+    assert json.loads(preview({key: "s3cr3t", "amount": 5})[0]) == {
+        key: MASK,
+        "amount": 5,
+    }
+
+
+def test_preview_keeps_non_ascii_and_cuts_only_beyond_the_limit():
+    text, cut = preview({"name": "Zoë 東京"})
+    assert "Zoë 東京" in text and not cut
+    exact = pretty_payload({"k": "x" * 100})
+    assert preview({"k": "x" * 100}, limit=len(exact)) == (exact, False)
+    assert preview({"k": "x" * 100}, limit=len(exact) - 1) == (
+        exact[: len(exact) - 2] + "…",
+        True,
+    )
 
 
 def test_long_payload_is_cut_with_a_view_button():

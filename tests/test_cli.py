@@ -10,6 +10,7 @@ import sys
 import pytest
 from sqlalchemy.engine import make_url
 
+from app import schema
 from app.sandbox.stack import bind, free_port, service_env
 from tests.conftest import PG_URL, POLICY, wait_until
 
@@ -43,7 +44,7 @@ def test_check_passes_against_slack_rotor_and_the_database(env, tmp_path):
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert problems(result) == [
-        "DATABASE_URL: the database schema is empty, this version needs 0001: "
+        f"DATABASE_URL: the database schema is empty, this version needs {schema.head()}: "
         "run `rotor-slack migrate` (or start with `serve --migrate`)"
     ]
     assert run("migrate", env=env, cwd=tmp_path).returncode == 0

@@ -36,6 +36,26 @@ approvers = ["S0FINANCE", "U0CAROL"]
 """
 
 
+SETTINGS_VARIABLES = [
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_API_URL",
+    "ROTOR_API_KEY",
+    "ROTOR_API_URL",
+    "ROTOR_WEBHOOK_SECRET",
+    "DATABASE_URL",
+    "ROTOR_SLACK_CONFIG",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """Settings from this test alone: none exported by the shell, no `.env` where pytest runs."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -159,14 +179,17 @@ def test_urls_are_shown_without_their_password(url, shown):
     assert without_password(url) == shown
 
 
+def test_dot_env_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
+    (tmp_path / ".env").write_text(
+        "DATABASE_URL=postgresql+asyncpg://db/x\nSLACK_BOT_TOKEN=xoxb-f\n"
+    )
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-env")
+    settings = load_settings()
+    assert settings.database_url == "postgresql+asyncpg://db/x"
+    assert settings.slack_bot_token.get_secret_value() == "xoxb-env"
+
+
 def test_missing_secret_is_named(monkeypatch):
-    for name in (
-        "SLACK_BOT_TOKEN",
-        "SLACK_SIGNING_SECRET",
-        "ROTOR_API_KEY",
-        "ROTOR_WEBHOOK_SECRET",
-    ):
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     with pytest.raises(ConfigError) as error:
         load_settings().require_serving()

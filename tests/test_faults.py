@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 
+import pytest
+
 from app.sandbox.slack import Fault
-from tests.conftest import CAROL, OPS, PAYMENTS, make_policy, posted, wait_until
+from tests.conftest import (
+    CAROL,
+    OPS,
+    PAYMENTS,
+    drained,
+    make_policy,
+    metric,
+    outbox_rows,
+    posted,
+    wait_until,
+)
 
 QUEUES = ["payments", "ops", "general"]  # C0FINANCE, C0OPS, C0APPROVALS
 
@@ -18,9 +31,11 @@ def policy(rate: float = 50) -> str:
     return make_policy(rate=rate, timeout="2s", queues=PAYMENTS + OPS)
 
 
-def assert_each_posted_once(slack, approval_ids, timeout=60.0):
+def assert_each_posted_once(slack, approval_ids, *services, timeout=60.0):
+    """Each posted exactly once, checked once the outbox (as `services` see it) is empty: after
+    that no task is left to post again (a duplicate comes from a task retried or taken over)."""
     wait_until(lambda: all(slack.find(a) for a in approval_ids), timeout, "every approval posted")
-    time.sleep(0.5)
+    drained(*services, timeout=timeout)
     counts = {a: len(slack.find(a)) for a in approval_ids}
     assert set(counts.values()) == {1}, {a: n for a, n in counts.items() if n != 1}
 
@@ -46,8 +61,8 @@ def test_kill_9_mid_burst_then_restart(start_service, slack, rotor):
     first.process.kill()  # SIGKILL: no shutdown of any kind
     first.process.wait()
     assert sum(1 for a in ids if slack.find(a)) < len(ids)
-    start_service(policy(rate=20))
-    assert_each_posted_once(slack, ids)
+    second = start_service(policy(rate=20))
+    assert_each_posted_once(slack, ids, second)
     assert_in_arrival_order(slack, ids)
 
 
@@ -71,7 +86,7 @@ def test_crash_after_slack_answered_before_the_write(start_service, slack, rotor
 
 
 def test_flaky_slack_posts_everything_once(start_service, slack, rotor):
-    start_service(policy())
+    service = start_service(policy())
     slack.fail(Fault("chat.postMessage", count=None, share=0.15, status=500, after_effect=True))
     slack.fail(Fault("chat.postMessage", count=None, share=0.15, status=503))
     slack.fail(
@@ -86,7 +101,7 @@ def test_flaky_slack_posts_everything_once(start_service, slack, rotor):
     )
     slack.fail(Fault("chat.postMessage", count=None, share=0.05, delay=3, after_effect=True))
     ids = [rotor.enqueue(QUEUES[i % 3], {"i": i})["id"] for i in range(24)]
-    assert_each_posted_once(slack, ids, timeout=90)
+    assert_each_posted_once(slack, ids, service, timeout=90)
     assert_in_arrival_order(slack, ids)
 
 
@@ -103,10 +118,14 @@ def test_429_storm_on_one_channel_leaves_the_others_flowing(service, slack, roto
     )
     finance = [rotor.enqueue("payments", {"i": i})["id"] for i in range(5)]
     others = [rotor.enqueue("ops", {"i": i})["id"] for i in range(5)]
-    assert_each_posted_once(slack, others, timeout=5)
+    wait_until(lambda: all(slack.find(a) for a in others), 5, "the other channel's posts")
     assert not any(slack.find(a) for a in finance)
+    # The held posts show in the outbox metrics.
+    wait_until(lambda: metric(service, "rotor_slack_outbox_oldest_seconds") >= 1, 10, "age")
+    assert metric(service, "rotor_slack_outbox_depth") == 5
+    assert 'rotor_slack_slack_errors_total{error="ratelimited"}' in service.get("/metrics").text
     slack.faults.remove(storm)
-    assert_each_posted_once(slack, finance, timeout=15)
+    assert_each_posted_once(slack, finance + others, service, timeout=15)
     assert_in_arrival_order(slack, finance)
 
 
@@ -118,6 +137,7 @@ def test_rotor_5xx_during_a_click_is_retried(service, slack, rotor):
     wait_until(lambda: rotor.status(approval["id"]) == "approved")
     wait_until(lambda: slack.find(approval["id"])[0].edited)
     assert rotor.decisions == [(approval["id"], "approved")]
+    assert rotor.decision_calls == [(approval["id"], "approved")] * 3
 
 
 def test_slack_down_during_the_update_catches_up_later(service, slack, rotor):
@@ -170,7 +190,7 @@ def test_sigterm_finishes_work_in_flight(start_service, slack, rotor):
     message = posted(slack, approval["id"])
     rotor.latency = 1.5
     slack.click(CAROL, message, "approve")
-    time.sleep(0.3)  # the decision is now waiting on Rotor
+    wait_until(lambda: rotor.decision_calls, what="the decision to wait on Rotor")
     started = time.monotonic()
     first.process.send_signal(signal.SIGTERM)
     # uvicorn re-raises SIGTERM once it has shut down cleanly.
@@ -182,3 +202,82 @@ def test_sigterm_finishes_work_in_flight(start_service, slack, rotor):
     start_service(policy())
     updated = wait_until(lambda: (m := slack.find(approval["id"])[0]).edited and m, 15)
     assert f"by <@{CAROL}>" in str(updated.blocks)  # recorded as Carol's, not "outside Slack"
+
+
+def retry_failed(service, tmp_path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "retry-failed"],
+        env=service.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_refused_reminder_escalation_and_update_are_kept_and_retried(
+    start_service, slack, rotor, tmp_path
+):
+    service = start_service(
+        make_policy(after="1s", every="1s", escalate_after=1, check_every="200ms", timeout="2s")
+    )
+    slack.fail(
+        Fault("chat.postMessage", count=None, status=200, error="is_archived", threaded=True)
+    )
+    slack.fail(
+        Fault("chat.postMessage", count=None, status=200, error="is_archived", channel="C0ESCALATE")
+    )
+    approval = rotor.enqueue("payments", {"amount": 9})
+    message = posted(slack, approval["id"])
+    wait_until(lambda: metric(service, "rotor_slack_outbox_failed") == 2, 20, "two failures")
+    assert metric(service, "rotor_slack_outbox_failures_total") == 2
+    assert 'rotor_slack_slack_errors_total{error="is_archived"}' in service.get("/metrics").text
+    assert slack.replies(message) == [] and slack.channel_messages("C0ESCALATE") == []
+    slack.heal()
+    assert "2 failed task(s) queued again" in retry_failed(service, tmp_path)
+    wait_until(lambda: slack.replies(message), 10, "the reminder")
+    wait_until(lambda: slack.channel_messages("C0ESCALATE"), 10, "the escalation")
+    drained(service)
+    assert metric(service, "rotor_slack_outbox_failed") == 0
+
+    slack.fail(Fault("chat.update", count=None, status=200, error="cant_update_message"))
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: metric(service, "rotor_slack_outbox_failed") == 1, 20, "the failed update")
+    assert not slack.find(approval["id"])[0].edited
+    slack.heal()
+    assert "1 failed task(s) queued again" in retry_failed(service, tmp_path)
+    wait_until(lambda: slack.find(approval["id"])[0].edited, 10, "the update")
+    assert len(slack.replies(message)) == 1 and len(slack.channel_messages("C0ESCALATE")) == 1
+
+
+def test_shutdown_hands_back_the_tasks_it_did_not_run(start_service, slack, rotor, database_url):
+    first = start_service(policy(rate=4))  # a lane claims 8 posts at a time, one each 250 ms
+    ids = [rotor.enqueue("ops", {"i": i})["id"] for i in range(8)]
+    wait_until(lambda: slack.count("chat.postMessage") >= 2, 10, "posting to begin")
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(15)
+    left = outbox_rows(database_url)
+    assert 0 < len(left) < len(ids)
+    # Handed back: free to take at once, and their claim does not count as a try.
+    assert [(t.locked_until, t.attempts) for t in left] == [(None, 0)] * len(left)
+    assert sum(1 for a in ids if slack.find(a)) == len(ids) - len(left)
+    second = start_service(policy(rate=4))
+    assert_each_posted_once(slack, ids, second)
+    assert_in_arrival_order(slack, ids)
+
+
+def test_readyz_says_503_while_the_database_does_not_answer(service, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the lock is taken on the SQLite file; PostgreSQL answers the same way")
+    path = database_url.split("///", 1)[1]
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # every write transaction of the service now waits
+        response = service.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"ready": False, "problems": ["database: TimeoutError"]}
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    wait_until(lambda: service.get("/readyz").status_code == 200, 40, "ready again")

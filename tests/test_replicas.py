@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
-from tests.conftest import CAROL, OPS, PAYMENTS, make_policy, wait_until
+from app.db.models import utcnow
+from tests.conftest import (
+    CAROL,
+    OPS,
+    PAYMENTS,
+    as_utc,
+    drained,
+    make_policy,
+    stored,
+    wait_until,
+)
 from tests.test_faults import assert_each_posted_once
 
 QUEUES = ["payments", "ops", "general", "escalations"]
@@ -42,34 +52,56 @@ def test_redeliveries_across_replicas_post_each_approval_once(replicas, slack, r
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(deliver, enumerate(approvals)))
     assert all(codes == [200, 202] for codes in results)
-    assert_each_posted_once(slack, [x["id"] for x in approvals], timeout=120)
+    assert_each_posted_once(slack, [x["id"] for x in approvals], a, timeout=120)
 
 
 def test_clicks_on_both_replicas_make_one_decision(replicas, slack, rotor):
     a, b = replicas()
-    rotor.latency = 0.3
+    rotor.accept_repeats = True  # a second decision would be applied and counted
+    rotor.hold_decisions = True  # the winner's call waits at Rotor while the others click
     approval = rotor.create("ops", {})
     rotor.deliver(approval["id"], url=f"{a.url}/rotor/webhook")
     message = wait_until(lambda: slack.find(approval["id"]))[0]
+    users = [f"U0CLICK{i}" for i in range(6)]
+    replica_of = {u: (a, b)[i % 2] for i, u in enumerate(users)}
+
+    def click(user):
+        url = f"{replica_of[user].url}/slack/events"
+        return slack.click(user, message, "approve", app_url=url).status_code
+
     with ThreadPoolExecutor(6) as pool:
-        for i in range(6):
-            slack.app_url = f"{(a, b)[i % 2].url}/slack/events"
-            pool.submit(slack.click, f"U0CLICK{i}", message, "approve")
-    wait_until(lambda: slack.find(approval["id"])[0].edited)
+        assert list(pool.map(click, users)) == [200] * 6
+    told = lambda: [e for u in users for e in slack.ephemerals_for(u)]  # noqa: E731
+    wait_until(lambda: len(rotor.decision_calls) > 1 or len(told()) == 5, 15, "five notices")
+    assert rotor.decision_calls == [(approval["id"], "approved")]
+    (winner,) = set(users) - {e.user for e in told()}
+    # The three clicks on the other replica were held off by the claim in the shared database.
+    assert {replica_of[e.user] for e in told()} == {a, b}
+    for e in told():
+        assert e.text == f"<@{winner}> is deciding this approval right now.", e.text
+    rotor.hold_decisions = False
+    wait_until(lambda: slack.find(approval["id"])[0].edited, 15, "the update")
+    assert f"by <@{winner}>" in str(slack.find(approval["id"])[0].blocks)
     assert rotor.decisions == [(approval["id"], "approved")]
+    assert len(rotor.decision_calls) == 1
 
 
-def test_reminders_for_100_approvals_are_sent_once_each(replicas, slack, rotor):
+def test_reminders_for_100_approvals_are_sent_once_each(replicas, slack, rotor, database_url):
     a, b = replicas(after="1s")
     ids = []
     for i in range(100):
         approval = rotor.create(QUEUES[i % 4], {"i": i})
         rotor.deliver(approval["id"], url=f"{(a, b)[i % 2].url}/rotor/webhook")
         ids.append(approval["id"])
-    assert_each_posted_once(slack, ids)
+    assert_each_posted_once(slack, ids, a)
     messages = [slack.find(x)[0] for x in ids]
     wait_until(lambda: all(slack.replies(m) for m in messages), 30, "a reminder for each")
-    time.sleep(1.5)  # both replicas keep sweeping: nothing may be sent twice
+    # Each row counts one reminder and is next due in an hour, and no reminder task is left:
+    # neither replica can send another one now.
+    drained(a)
+    rows = stored(database_url, *ids)
+    assert {r.reminders_sent for r in rows} == {1}
+    assert all(as_utc(r.next_reminder_at) > utcnow() + timedelta(minutes=50) for r in rows)
     assert [len(slack.replies(m)) for m in messages] == [1] * 100
 
 
@@ -82,7 +114,7 @@ def test_a_replica_killed_mid_burst_leaves_its_work_to_the_other(replicas, slack
     wait_until(lambda: slack.count("chat.postMessage") >= 20, 20, "posting to begin")
     a.process.kill()
     a.process.wait()
-    assert_each_posted_once(slack, ids, timeout=120)
+    assert_each_posted_once(slack, ids, b, timeout=120)
     # The surviving replica still serves clicks.
     slack.app_url = f"{b.url}/slack/events"
     slack.click(CAROL, slack.find(ids[0])[0], "approve")

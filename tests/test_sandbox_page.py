@@ -90,15 +90,22 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
     expect(timeline).not_to_contain_text("sk_live_should_be_masked")
     expect(approvals).to_contain_text("pending")
     expect(page.locator("#role")).to_contain_text("approves payments")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "sandbox.png"))  # what docs/sandbox.png shows
+    expect(timeline).to_contain_text("Requested by@Visitor")  # a field: label, then value
 
-    # Approve, through the confirm dialog: the message changes, Rotor says approved.
+    # Approve, through the confirm dialog: payments need two approvers, so the message shows
+    # the progress and keeps its buttons until a member of the finance group approves too.
     page.click('.msg [data-action^="approve:"]')
     page.click("#confirm button.primary")
-    expect(timeline).to_contain_text("\u2705 Approved by @Carol")
+    expect(timeline).to_contain_text("1 of 2 approvals: @Carol")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "sandbox.png"))  # what docs/sandbox.png shows
+    page.select_option("#user", label="Dev")
+    page.click('.msg [data-action^="approve:"]')
+    page.click("#confirm button.primary")
+    expect(timeline).to_contain_text("\u2705 Approved by @Carol, @Dev")
     expect(approvals.locator(".status-approved")).to_have_count(1)
     expect(page.locator('.msg [data-action^="approve:"]')).to_have_count(0)
+    page.select_option("#user", "U0CAROL")
 
     # Reject another, with a reason given in the modal (empty first: an inline error).
     page.click("#enqueue")

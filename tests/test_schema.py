@@ -8,6 +8,7 @@ import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from app import schema
@@ -57,7 +58,7 @@ def test_serve_refuses_an_outdated_schema_and_migrate_fixes_it(tmp_path, service
         timeout=60,
     )
     assert serve.returncode == 2
-    assert "the database schema is empty, this version needs 0001" in serve.stderr
+    assert f"the database schema is empty, this version needs {schema.head()}" in serve.stderr
     assert "rotor-slack migrate" in serve.stderr
     migrate = subprocess.run(
         [sys.executable, "-m", "app", "migrate"],
@@ -68,5 +69,33 @@ def test_serve_refuses_an_outdated_schema_and_migrate_fixes_it(tmp_path, service
         timeout=60,
     )
     assert migrate.returncode == 0, migrate.stderr
-    assert "database schema is at revision 0001" in migrate.stdout
-    assert run(_revision(env["DATABASE_URL"])) == "0001"
+    assert f"database schema is at revision {schema.head()}" in migrate.stdout
+    assert run(_revision(env["DATABASE_URL"])) == schema.head()
+
+
+async def _upgrade_with_data(url: str) -> tuple:
+    store = Store(url)
+    try:
+        await schema.upgrade(store, "0001")
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO approvals (id, job_id, queue_name, payload, created_at, status,"
+                    " reminders_sent) VALUES ('apv_1', 'job_1', 'payments', '{\"amount\": 5}',"
+                    " CURRENT_TIMESTAMP, 'pending', 0)"
+                )
+            )
+        await schema.upgrade(store)
+        pending = await store.approvals.pending()
+        return [
+            (a.id, a.payload, a.status, a.requester) for a in pending
+        ], await store.votes.voters("apv_1")
+    finally:
+        await store.close()
+
+
+def test_upgrade_from_the_first_release_keeps_pending_approvals(database_url):
+    rows, voters = run(_upgrade_with_data(database_url))
+    assert rows == [("apv_1", {"amount": 5}, "pending", None)]
+    assert voters == []
+    assert run(_revision(database_url)) == schema.head()

@@ -87,8 +87,25 @@ def test_buttons_in_the_list_decide(service, slack, rotor):
 
 def test_list_button_on_an_approval_never_seen_records_and_decides_it(service, slack, rotor):
     missed = rotor.create("ops", {"webhook": "lost"})  # no webhook was ever delivered
+    vanished = rotor.create("ops", {"deleted": "later"})
     slack.slash(CAROL, "C0OPS", "")
-    slack.click(CAROL, listing(slack, CAROL), "approve", value=missed["id"])
+    shown = listing(slack, CAROL)
+    # Rotor down while the listed approval is loaded: nothing is recorded or decided.
+    rotor.down_status = 503
+    slack.click(CAROL, shown, "approve", value=missed["id"])
+    wait_until(lambda: len(slack.ephemerals_for(CAROL)) == 2, what="the notice")
+    assert slack.ephemerals_for(CAROL)[-1].text.startswith("Could not reach Rotor (")
+    assert slack.ephemerals_for(CAROL)[-1].text.endswith("Nothing changed.")
+    rotor.down_status = None
+    # Rotor no longer knows a listed approval: said so, nothing recorded.
+    del rotor.approvals[vanished["id"]]
+    slack.click(CAROL, shown, "approve", value=vanished["id"])
+    wait_until(lambda: len(slack.ephemerals_for(CAROL)) == 3, what="the second notice")
+    assert slack.ephemerals_for(CAROL)[-1].text == (
+        f"Rotor does not know approval `{vanished['id']}`."
+    )
+    assert rotor.decision_calls == [] and slack.find(missed["id"]) == []
+    slack.click(CAROL, shown, "approve", value=missed["id"])
     wait_until(lambda: rotor.status(missed["id"]) == "approved")
     message = wait_until(lambda: slack.find(missed["id"]), what="the message of the approval")[0]
     wait_until(lambda: "Approved" in slack.find(missed["id"])[0].text)

@@ -67,6 +67,16 @@ class Approvals:
             )
             return list(rows.all())
 
+    async def decided_since(self, since: datetime, queue: str | None = None) -> list[Approval]:
+        """Decided approvals, oldest decision first (for the audit trail)."""
+        query = select(Approval).where(
+            Approval.status != Status.PENDING, Approval.decided_at >= since
+        )
+        if queue is not None:
+            query = query.where(Approval.queue_name == queue)
+        async with self._db.session() as s:
+            return list((await s.exec(query.order_by(Approval.decided_at))).all())
+
     # --- decisions -------------------------------------------------------------------------
 
     async def claim_decision(self, approval_id: str, user: str, hold: timedelta) -> bool:
@@ -95,8 +105,10 @@ class Approvals:
         status: str,
         decided_by: str | None,
         reason: str | None = None,
+        expired: bool = False,
     ) -> bool:
-        """Mark a pending approval decided and queue the message update. False if not pending."""
+        """Mark a pending approval decided and queue the message update (and the requester's
+        DM). False if it was not pending."""
         async with self._db.session() as s:
             approval = await s.get(Approval, approval_id, with_for_update=True)
             if approval is None or approval.status != Status.PENDING:
@@ -105,13 +117,31 @@ class Approvals:
             approval.decided_by = decided_by
             approval.decided_at = utcnow()
             approval.reason = reason
+            approval.expired = expired
+            approval.expires_at = None
             approval.claimed_by = approval.claimed_until = None
             approval.next_reminder_at = None
             lane = f"update:{approval.channel or ''}"
             s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+            if approval.requester:  # told how it ended, in a DM
+                s.add(
+                    OutboxTask(
+                        approval_id=approval_id, kind=TaskKind.NOTIFY, lane=approval.requester
+                    )
+                )
             return True
 
-    # --- reminders -------------------------------------------------------------------------
+    # --- reminders and expiry --------------------------------------------------------------
+
+    async def due_expiries(self, now: datetime, limit: int = 100) -> list[Approval]:
+        async with self._db.session() as s:
+            rows = await s.exec(
+                select(Approval)
+                .where(Approval.expires_at <= now, Approval.status == Status.PENDING)
+                .order_by(Approval.expires_at)
+                .limit(limit)
+            )
+            return list(rows.all())
 
     async def due_reminders(self, now: datetime, limit: int = 200) -> list[Approval]:
         async with self._db.session() as s:

@@ -13,6 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.errors import DatabaseUnavailable
 
+SQLITE_BUSY_SECONDS = 5
+
 # What a stopped, unreachable, locked or read-only database raises (not a constraint or a bug).
 _UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError)
 
@@ -32,11 +34,19 @@ class Database:
             async with self.sessions() as session, session.begin():
                 yield session
         except _UNAVAILABLE as e:
+            if not is_outage(e):
+                raise
             raise DatabaseUnavailable(describe(e)) from e
 
     async def ping(self) -> None:
         async with self.session() as s:
             await s.exec(select(1))
+
+
+def is_outage(error: BaseException) -> bool:
+    """SQLite says OperationalError for a schema mistake too ("no such table"): that is a bug
+    to see, not an outage to wait out."""
+    return not (isinstance(error, sa.OperationalError) and "no such " in str(error.orig))
 
 
 def describe(error: BaseException) -> str:
@@ -51,8 +61,14 @@ def create_engine(url: str) -> AsyncEngine:
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     # One connection: SQLite has one writer anyway, and waiting for the pool is an asyncio
     # wait, where waiting for the file lock is the busy handler sleeping in steps of up to 100 ms.
+    # A file locked by another process for longer than these is an outage (webhooks get 503,
+    # Rotor retries), not a hang: waits are bounded by the busy timeout and the pool's.
     engine = create_async_engine(
-        url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        url,
+        connect_args={"timeout": SQLITE_BUSY_SECONDS},
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=2 * SQLITE_BUSY_SECONDS,
     )
 
     # SQLite: WAL for concurrent readers, and BEGIN IMMEDIATE so a transaction that will write
@@ -65,7 +81,7 @@ def create_engine(url: str) -> AsyncEngine:
         # Durable across a crash of the process; an OS crash may lose the last commits, which
         # the sync worker recovers from Rotor. Saves an fsync on every commit.
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

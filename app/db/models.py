@@ -23,6 +23,7 @@ class TaskKind(StrEnum):
     UPDATE = "update"
     REMIND = "remind"
     ESCALATE = "escalate"
+    NOTIFY = "notify"  # a DM to the requester when the approval ends
 
 
 def utcnow() -> datetime:
@@ -52,6 +53,22 @@ class Approval(SQLModel, table=True):
     reminders_sent: int = 0
     # Set while a reminder is due in future; cleared on decision. Indexed for the sweep.
     next_reminder_at: datetime | None = Field(default=None, index=True)
+    # The Slack user who asked for the job, once resolved from the payload.
+    requester: str | None = None
+    # When a still pending approval is rejected as expired (indexed for the sweep); and whether
+    # it ended that way.
+    expires_at: datetime | None = Field(default=None, index=True)
+    expired: bool = False
+
+
+class Vote(SQLModel, table=True):
+    """One person's approval of a job whose queue needs several (who, when)."""
+
+    __tablename__ = "votes"
+
+    approval_id: str = Field(foreign_key="approvals.id", primary_key=True)
+    user: str = Field(primary_key=True)
+    voted_at: datetime = Field(default_factory=utcnow)
 
 
 class OutboxTask(SQLModel, table=True):

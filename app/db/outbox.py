@@ -25,6 +25,7 @@ class Posted:
     channel: str
     ts: str
     first_reminder: datetime
+    requester: str | None = None
 
 
 class OutboxTasks:
@@ -115,6 +116,7 @@ class OutboxTasks:
                     next_reminder_at=case(
                         (unscheduled, posted.first_reminder), else_=Approval.next_reminder_at
                     ),
+                    requester=func.coalesce(Approval.requester, posted.requester),
                 )
             )
 

@@ -2,7 +2,9 @@
 
 It serves the documented endpoints (Bearer auth, 401/404/409, cursor pagination), and lets a
 test or the sandbox page enqueue jobs, decide approvals "from the CLI", slow Rotor down or
-take it offline.
+take it offline. For tests it counts every decision call it receives, can hold decisions
+until released, accept a second decision of the same approval (so a double decision shows
+instead of hiding behind a 409), and apply a decision then lose the reply.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ class FakeRotor:
         self.latency = 0.0  # seconds added to every API answer
         self.down_status: int | None = None  # answer everything with this status
         self.fail_next = 0  # answer this many of the next calls with 503
+        # Every approve/reject call received, as (approval id, status), whatever it answered.
+        self.decision_calls: list[tuple[str, str]] = []
+        self.list_calls = 0  # GET /v1/approvals calls received
+        self.accept_repeats = False  # decide again instead of answering 409
+        self.hold_decisions = False  # decision calls wait while this is set
+        # Decide, then lose the reply: "503" answers 503, "drop" cuts the connection, a number
+        # answers that many seconds late (past the client's timeout). One entry per call.
+        self.lose_replies: list[str | float] = []
         self._lock = threading.RLock()
         # One client for every delivery: building one costs milliseconds (its TLS context).
         self._http = httpx.Client(trust_env=False, timeout=10)
@@ -136,6 +146,8 @@ class FakeRotor:
         return None
 
     async def _list(self, request: Request) -> Response:
+        with self._lock:
+            self.list_calls += 1
         if refused := await self._guard(request):
             return refused
         q = request.query_params
@@ -187,17 +199,29 @@ class FakeRotor:
         return await self._decision(request, REJECTED, reason)
 
     async def _decision(self, request: Request, status: str, reason: str | None) -> Response:
+        approval_id = request.path_params["id"]
+        with self._lock:
+            self.decision_calls.append((approval_id, status))
+        while self.hold_decisions:  # noqa: ASYNC110 (set from the test's thread)
+            await asyncio.sleep(0.01)
         if refused := await self._guard(request):
             return refused
-        approval_id = request.path_params["id"]
         with self._lock:
             approval = self.approvals.get(approval_id)
             if approval is None:
                 return JSONResponse({"error": "not found"}, 404)
-            if approval["status"] != PENDING:
+            if approval["status"] != PENDING and not self.accept_repeats:
                 return JSONResponse({"error": f"approval is {approval['status']}"}, 409)
             self._decide(approval_id, status, reason)
-            return JSONResponse(approval)
+            answer = dict(approval)
+            lose = self.lose_replies.pop(0) if self.lose_replies else None
+        if lose == "503":
+            return JSONResponse({"error": "unavailable"}, 503)
+        if lose == "drop":
+            return _DroppedConnection()
+        if lose is not None:
+            await asyncio.sleep(float(lose))
+        return JSONResponse(answer)
 
     def _decide(self, approval_id: str, status: str, reason: str | None) -> None:
         approval = self.approvals[approval_id]
@@ -206,3 +230,18 @@ class FakeRotor:
         if reason is not None:
             approval["reason"] = reason
         self.decisions.append((approval_id, status))
+
+
+class _DroppedConnection(Response):
+    """Headers promising a body that never comes: the server closes the connection mid-reply."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"id":', "more_body": True})
+        raise ConnectionAbortedError("reply lost on purpose")

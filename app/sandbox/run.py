@@ -50,6 +50,9 @@ approvers = ["U0CAROL", "S0FINANCE"]
 title = "Pay {amount} {currency} to {beneficiary.name}"
 fields = ["amount", "beneficiary.name", "reference"]
 mask = ["beneficiary.iban"]
+required_approvals = 2      # Carol and a member of the finance group
+requester = "requested_by"  # told in a DM how it ended; cannot approve their own payment
+expire_after = "3d"         # fast-forward the clock to see it expire
 """,
     source="sample policy",
 )

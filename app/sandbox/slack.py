@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import random
+import re
 import secrets
 import threading
 import time
@@ -83,7 +84,8 @@ class Fault:
 
     `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
     `delay` answers that late (a timeout for the client); `after_effect` does the call first,
-    so the caller cannot know it happened.
+    so the caller cannot know it happened; `threaded` True or False hits only thread replies or
+    only top-level posts.
     """
 
     method: str
@@ -95,12 +97,14 @@ class Fault:
     delay: float = 0.0
     after_effect: bool = False
     channel: str | None = None
+    threaded: bool | None = None
 
     def hits(self, method: str, args: dict) -> bool:
         return (
             self.method in (method, "*")
             and (self.count is None or self.count > 0)
             and (self.channel is None or args.get("channel") == self.channel)
+            and (self.threaded is None or bool(args.get("thread_ts")) == self.threaded)
             and random.random() < self.share
         )
 
@@ -162,6 +166,14 @@ def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str
     }
 
 
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def dm_channel(user: str) -> str:
+    """The id of the app's DM with a user (Slack answers a D… id for a post to a user id)."""
+    return "D" + user[1:]
+
+
 class FakeSlack:
     def __init__(
         self,
@@ -176,6 +188,7 @@ class FakeSlack:
         self.posts_per_second, self.burst = posts_per_second, burst
         self.absent_from: set[str] = set()  # channels the bot was not invited to
         self.usergroups: dict[str, list[str]] = {}
+        self.emails: dict[str, str] = {}  # email -> user id, for users.lookupByEmail
         self.app_url = ""  # the service's /slack/events, set once it runs
         self.base_url = ""  # ours, set once we run
         self.messages: list[Message] = []
@@ -219,6 +232,10 @@ class FakeSlack:
                 for m in self.messages
                 if (m.metadata or {}).get("event_payload", {}).get("approval_id") == approval_id
             ]
+
+    def dms_for(self, user: str) -> list[Message]:
+        """What the app wrote to `user` in its Messages tab (a DM)."""
+        return self.channel_messages(dm_channel(user))
 
     def ephemerals_for(self, user: str) -> list[Ephemeral]:
         with self._lock:
@@ -274,6 +291,8 @@ class FakeSlack:
 
     def _channel(self, args: dict) -> str:
         channel = args.get("channel")
+        if isinstance(channel, str) and USER_ID.fullmatch(channel):
+            return dm_channel(channel)  # a user id: the app's DM with that person
         if channel not in self.channels:
             raise SlackError("channel_not_found")
         if channel in self.absent_from:
@@ -368,6 +387,12 @@ class FakeSlack:
             "has_more": False,
         }
 
+    def api_users_lookupByEmail(self, args: dict) -> dict:
+        user = self.emails.get(str(args.get("email", "")).lower())
+        if user is None:
+            raise SlackError("users_not_found")
+        return {"user": {"id": user, "profile": {"email": args["email"]}}}
+
     def api_usergroups_users_list(self, args: dict) -> dict:
         group = args.get("usergroup")
         if group not in self.usergroups:
@@ -441,10 +466,12 @@ class FakeSlack:
 
     # --- people acting in Slack: signed requests to the app ---------------------------------
 
-    def _send(self, form: dict[str, str], timestamp: int | None = None) -> httpx.Response:
+    def _send(
+        self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
+    ) -> httpx.Response:
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
-        return self._http.post(self.app_url, content=body, headers=headers)
+        return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
     def click(
         self,
@@ -453,11 +480,13 @@ class FakeSlack:
         action_prefix: str,
         value: str | None = None,
         forge: dict | None = None,
+        app_url: str | None = None,
     ) -> httpx.Response:
         """Click the first button whose action_id starts with `action_prefix` (and has `value`).
 
         `forge` overrides fields of the signed request, to see what the service does with values
         it did not make: `{"value": …}` on the action, any other key on the payload.
+        `app_url` sends this one click to another replica than `self.app_url`.
         """
         with self._lock:
             block, button = _find_button(source.blocks, action_prefix, value)
@@ -500,7 +529,7 @@ class FakeSlack:
             if "value" in forge:
                 payload["actions"][0]["value"] = forge.pop("value")
             payload.update(forge)
-        return self._send({"payload": json.dumps(payload)})
+        return self._send({"payload": json.dumps(payload)}, app_url=app_url)
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
         """Submit a modal; `values` maps block_id -> action_id -> typed text."""

@@ -22,7 +22,7 @@ from app import clock
 from app.config import Policy
 from app.sandbox.origin import SameOriginOnly
 from app.sandbox.rotor import FakeRotor
-from app.sandbox.slack import Ephemeral, FakeSlack, Message
+from app.sandbox.slack import Ephemeral, FakeSlack, Message, dm_channel
 
 VISITOR = "U0VISITOR"
 
@@ -44,6 +44,7 @@ EXAMPLES = {
             "currency": "EUR",
             "beneficiary": {"name": "Acme GmbH", "iban": "DE89370400440532013000"},
             "reference": "INV-2026-1187",
+            "requested_by": VISITOR,
             "api_key": "sk_live_should_be_masked",
         },
     ),
@@ -143,6 +144,13 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
                         "messages": [_message(slack, m) for m in slack.channel_messages(c)],
                     }
                     for c in channels
+                ]
+                + [
+                    {
+                        "id": dm_channel(user),
+                        "name": "direct-messages",
+                        "messages": [_message(slack, m) for m in slack.dms_for(user)],
+                    }
                 ],
                 "ephemerals": [asdict(e) for e in slack.ephemerals_for(user)],
                 "views": [

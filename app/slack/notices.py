@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app import errors
+from app.decisions import EXPIRY
 from app.slack.blocks.approval import outcome_line
 from app.slack.blocks.text import code, escape, mention
 
@@ -27,8 +28,15 @@ def notice(error: Exception) -> str | None:
                 f"You are not an approver for {code(queue)}, so you cannot {verb} this job. "
                 f"Who can decide: {who}."
             )
+        case errors.OwnRequest():
+            return "You requested this job, so someone else must approve it."
+        case errors.AlreadyVoted(waiting_for=waiting):
+            more = "1 more approval" if waiting == 1 else f"{waiting} more approvals"
+            return f"You approved already; waiting for {more}."
         case errors.AlreadyDecided(approval=approval):
             return f"Already decided: {outcome_line(approval)}"
+        case errors.ClaimHeld(claimed_by=user) if user == EXPIRY:
+            return "This approval is expiring right now: it waited longer than its queue allows."
         case errors.ClaimHeld(claimed_by=user):
             return f"<@{user}> is deciding this approval right now."
         case errors.RotorFailed(verb=verb, detail=detail):

@@ -25,6 +25,7 @@ from app.retry import backoff
 from app.slack import client
 from app.slack.blocks import approval as blocks
 from app.slack.client import RATELIMITED, REFUSED, Pacer, Permanent, Retry
+from app.slack.requesters import Requesters
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ class Outbox(Worker):
     name = "outbox"
     period = POLL_SECONDS
 
-    def __init__(self, store: Store, slack: AsyncWebClient, policy: Policy) -> None:
+    def __init__(
+        self, store: Store, slack: AsyncWebClient, policy: Policy, requesters: Requesters
+    ) -> None:
         super().__init__()
-        self.tasks, self.slack, self.policy = store.outbox, slack, policy
+        self.tasks, self.votes, self.slack, self.policy = store.outbox, store.votes, slack, policy
+        self.requesters = requesters
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task] = {}
         rate = policy.slack.posts_per_second
@@ -115,6 +119,7 @@ class Outbox(Worker):
             TaskKind.UPDATE: self._update,
             TaskKind.REMIND: self._remind,
             TaskKind.ESCALATE: self._escalate,
+            TaskKind.NOTIFY: self._notify,
         }[task.kind]
         try:
             posted = await perform(task, approval)
@@ -177,12 +182,14 @@ class Outbox(Worker):
         channel = task.lane
         if approval.ts is not None:
             return None  # posted already
+        if approval.requester is None:
+            approval.requester = await self._resolve_requester(approval)
         if task.attempts > 1 and not (task.last_error or "").startswith((RATELIMITED, REFUSED)):
             # An earlier try may have posted and died before recording it: look before posting.
             found = await self._find_message(channel, approval.id)
             if found:
                 return self._posted(approval, channel, found)
-        message = self._render(approval, channel)
+        message = await self._render(approval, channel)
         response = await self._paced(
             channel,
             self.slack.chat_postMessage,
@@ -195,17 +202,27 @@ class Outbox(Worker):
         )
         return self._posted(approval, response["channel"], response["ts"])
 
-    def _render(self, approval: Approval, channel: str) -> blocks.Message:
+    async def _resolve_requester(self, approval: Approval) -> str | None:
+        path = self.policy.requester_path(approval.queue_name)
+        requester = await self.requesters.resolve(approval.payload, path)
+        if path and requester is None:
+            log.info("requester not resolved from %s", path, extra={"approval_id": approval.id})
+        return requester
+
+    async def _render(self, approval: Approval, channel: str) -> blocks.Message:
         routed = self.policy.channel_for(approval.queue_name)
+        required = self.policy.required_approvals(approval.queue_name)
+        voters = await self.votes.voters(approval.id) if required > 1 else []
         return blocks.approval_message(
             approval,
             meant_for=routed if channel != routed else None,
             queue=self.policy.queue(approval.queue_name),
+            quorum=blocks.Quorum(required, voters),
         )
 
     def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
         first = max(approval.created_at + self.policy.reminders.after, utcnow())
-        return Posted(approval.id, channel, ts, first)
+        return Posted(approval.id, channel, ts, first, approval.requester)
 
     async def _find_message(self, channel: str, approval_id: str) -> str | None:
         response = await client.call(
@@ -228,7 +245,7 @@ class Outbox(Worker):
         if approval.ts is None:
             # Not posted yet: the post shows the current state, or this runs again after it.
             raise Retry("waiting for the post", 1.0)
-        message = self._render(approval, approval.channel)
+        message = await self._render(approval, approval.channel)
         await client.call(
             self.slack.chat_update,
             channel=approval.channel,
@@ -254,12 +271,35 @@ class Outbox(Worker):
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
         if approval.status != Status.PENDING:
             return
-        link = await client.call(
-            self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
-        )
         text = blocks.escalation_text(
-            approval, link.get("permalink"), utcnow(), self.policy.queue(approval.queue_name)
+            approval,
+            await self._permalink(approval),
+            utcnow(),
+            self.policy.queue(approval.queue_name),
         )
+        await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
+
+    async def _permalink(self, approval: Approval) -> str | None:
+        """A link to the approval's message; None if there is none or Slack will not give it
+        (an escalation or a DM matters more than its link)."""
+        if not (approval.channel and approval.ts):
+            return None
+        try:
+            found = await client.call(
+                self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
+            )
+        except Permanent as e:
+            log.warning("outbox: no permalink: %s", e, extra={"approval_id": approval.id})
+            return None
+        return found.get("permalink")
+
+    async def _notify(self, task: OutboxTask, approval: Approval) -> None:
+        """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
+        link = await self._permalink(approval)
+        required = self.policy.required_approvals(approval.queue_name)
+        voters = await self.votes.voters(approval.id) if required > 1 else []
+        queue = self.policy.queue(approval.queue_name)
+        text = blocks.requester_text(approval, voters, link, queue)
         await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
 
     async def _paced(self, lane: str, method, /, **kwargs):

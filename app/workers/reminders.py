@@ -1,16 +1,18 @@
-"""The reminders worker: nudges stale approvals in their thread, then escalates once."""
+"""The reminders worker: nudges stale approvals in their thread, escalates once, and has
+approvals that outlive their queue's `expire_after` rejected as expired."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from app import metrics
 from app.config import Policy
 from app.db import Store
 from app.db.approvals import Nudge
 from app.db.models import Approval, TaskKind, utcnow
+from app.rotor import RotorError
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -21,13 +23,37 @@ PAGE = 500
 class Reminders(Worker):
     name = "reminders"
 
-    def __init__(self, store: Store, policy: Policy, wake_outbox: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        wake_outbox: Callable[[], None],
+        expire: Callable[[Approval, timedelta], Awaitable[bool]] | None = None,
+    ) -> None:
         super().__init__()
         self.approvals, self.policy, self._wake = store.approvals, policy.reminders, wake_outbox
+        self._expire_after, self._expire = policy.expire_after, expire
         self.period = self.policy.check_every.total_seconds()
 
     async def round(self) -> None:
+        await self.expire_due()
         await self.sweep()
+
+    async def expire_due(self) -> int:
+        """Reject in Rotor what waited past its queue's expire_after; returns how many."""
+        if self._expire is None:
+            return 0
+        expired = 0
+        for approval in await self.approvals.due_expiries(utcnow()):
+            after = self._expire_after(approval.queue_name)
+            if after is None:
+                continue  # the policy no longer expires this queue
+            try:
+                expired += await self._expire(approval, after)
+            except RotorError as e:
+                log.warning("expiry: Rotor unavailable: %s", e, extra={"approval_id": approval.id})
+                break  # the next sweep tries again
+        return expired
 
     async def sweep(self) -> int:
         """Queue every due reminder or escalation, a page at a time; returns how many."""

@@ -95,6 +95,7 @@ class Sync(Worker):
         ):
             return False
         log.info("sync: decided outside Slack", extra={"approval_id": approval_id})
+        metrics.observe_decision(real, "outside")
         return True
 
     async def _rotor_pending(self) -> dict:

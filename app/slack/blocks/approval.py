@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,18 @@ _URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto
 
 
 @dataclass(frozen=True)
+class Quorum:
+    """How many distinct approvers a job needs, and who has approved so far, in order."""
+
+    required: int = 1
+    voters: list[str] = field(default_factory=list)
+
+    def progress(self) -> str:
+        who = ", ".join(f"<@{v}>" for v in self.voters) or "nobody yet"
+        return f"*{len(self.voters)} of {self.required} approvals:* {who}"
+
+
+@dataclass(frozen=True)
 class Message:
     text: str
     blocks: list[Block]
@@ -49,15 +61,26 @@ class Message:
         return [b.to_dict() for b in self.blocks]
 
 
-def outcome_line(approval: Approval) -> str:
-    """`Approved by @user at <date>`, or `... outside Slack`, as mrkdwn."""
+def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
+    """`Approved by @user at <date>`, or `... outside Slack`, as mrkdwn; with a quorum, every
+    approver (and, on a rejection, who had approved before)."""
     verb = {Status.APPROVED: "Approved", Status.REJECTED: "Rejected"}[approval.status]
     icon = {Status.APPROVED: ":white_check_mark:", Status.REJECTED: ":x:"}[approval.status]
-    who = f"by <@{approval.decided_by}>" if approval.decided_by else "outside Slack"
+    voters = voters or []
+    if approval.expired:
+        verb, icon, who = "Expired", ":hourglass:", "with no decision"
+    elif approval.status == Status.APPROVED and voters:
+        who = "by " + ", ".join(f"<@{v}>" for v in voters)
+    elif approval.decided_by:
+        who = f"by <@{approval.decided_by}>"
+    else:
+        who = "outside Slack"
     when = f" on {slack_date(approval.decided_at)}" if approval.decided_at else ""
     line = f"{icon} *{verb}* {who}{when}"
     if approval.reason:
         line += "\n*Reason:* " + escape(clip(approval.reason, 2000))
+    if approval.status == Status.REJECTED and voters:
+        line += "\n*Approved before:* " + ", ".join(f"<@{v}>" for v in voters)
     return line
 
 
@@ -100,8 +123,15 @@ def no_links(text: str) -> str:
     return _URLISH.sub("[link]", text)
 
 
+def title_word(approval: Approval) -> str:
+    return "Expired" if approval.expired else _TITLES[approval.status]
+
+
 def approval_message(
-    approval: Approval, meant_for: str | None = None, queue: QueuePolicy | None = None
+    approval: Approval,
+    meant_for: str | None = None,
+    queue: QueuePolicy | None = None,
+    quorum: Quorum = Quorum(),
 ) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
@@ -114,7 +144,7 @@ def approval_message(
         text, cut = preview(facts.payload, masked=True)
     else:
         text, cut = preview(approval.payload, paths=queue.mask if queue else ())
-    header = title_of(approval, queue, _TITLES[approval.status], facts)
+    header = title_of(approval, queue, title_word(approval), facts)
     blocks: list[Block] = [
         HeaderBlock(block_id="title", text=PlainTextObject(text=header)),
     ]
@@ -130,10 +160,17 @@ def approval_message(
                 mrkdwn(f"*Job*\n{code(approval.job_id)}"),
                 mrkdwn(f"*Approval*\n{code(approval.id)}"),
                 mrkdwn(f"*Requested*\n{slack_date(approval.created_at)}"),
+                *(
+                    [mrkdwn(f"*Requested by*\n<@{approval.requester}>")]
+                    if approval.requester
+                    else []
+                ),
             ],
         ),
-        code_block(text, "preview"),
     ]
+    if quorum.required > 1 and approval.status == Status.PENDING:
+        blocks.append(SectionBlock(block_id="quorum", text=mrkdwn(quorum.progress())))
+    blocks.append(code_block(text, "preview"))
     if meant_for:
         note = f":warning: Posted here because the bot could not post in <#{meant_for}>."
         blocks.append(ContextBlock(block_id="misrouted", elements=[mrkdwn(note)]))
@@ -153,9 +190,10 @@ def approval_message(
             )
         )
     if approval.status == Status.PENDING:
-        buttons[:0] = decision_buttons(approval.id, approval.queue_name)
+        buttons[:0] = decision_buttons(approval.id, approval.queue_name, quorum.required)
     else:
-        blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome_line(approval))))
+        outcome = outcome_line(approval, quorum.voters)
+        blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome)))
     # Notifications show `text` as is: escaped, one line, no URL a payload could plant.
     job = one_line_clean(approval.job_id, 100)
     fallback = escape(no_links(f"{header} (job {job})"))
@@ -164,10 +202,15 @@ def approval_message(
     return Message(text=fallback, blocks=blocks)
 
 
-def decision_buttons(approval_id: str, queue_name: str) -> list[ButtonElement]:
+def decision_buttons(approval_id: str, queue_name: str, required: int = 1) -> list[ButtonElement]:
+    effect = (
+        f"The job on {queue_name} runs once {required} people have approved it."
+        if required > 1
+        else f"The job on {queue_name} will run."
+    )
     confirm = ConfirmObject(
         title="Approve this job?",
-        text=PlainTextObject(text=clip(f"The job on {queue_name} will run.", 300)),
+        text=PlainTextObject(text=clip(effect, 300)),
         confirm="Approve",
         deny="Cancel",
     )
@@ -186,6 +229,17 @@ def decision_buttons(approval_id: str, queue_name: str) -> list[ButtonElement]:
             style="danger",
         ),
     ]
+
+
+def requester_text(
+    approval: Approval, voters: list[str], permalink: str | None, queue: QueuePolicy | None = None
+) -> str:
+    """The DM that tells the requester how their approval ended."""
+    what = escape(no_links(title_of(approval, queue)))
+    where = f" (<{permalink}|the approval>)" if permalink else ""
+    return f"Your request *{what}* (job {code(approval.job_id)}){where}:\n" + outcome_line(
+        approval, voters
+    )
 
 
 def reminder_text(

@@ -1,0 +1,75 @@
+"""The audit trail: one row per decision, every approver of a quorum with their time. Pure."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+from app.db.models import Approval, Status
+
+FIELDS = [
+    "approval_id",
+    "queue",
+    "job_id",
+    "outcome",
+    "decided_by",
+    "approvers",
+    "reason",
+    "requester",
+    "requested_at",
+    "decided_at",
+]
+
+
+def outcome(approval: Approval) -> str:
+    if approval.expired:
+        return "expired"
+    if approval.decided_by is None:
+        return "outside_slack"
+    return "approved" if approval.status == Status.APPROVED else "rejected"
+
+
+def _time(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def row(approval: Approval, votes: list[tuple[str, datetime]]) -> dict:
+    return {
+        "approval_id": approval.id,
+        "queue": approval.queue_name,
+        "job_id": approval.job_id,
+        "outcome": outcome(approval),
+        "decided_by": approval.decided_by,
+        "approvers": [{"user": user, "at": _time(at)} for user, at in votes],
+        "reason": approval.reason,
+        "requester": approval.requester,
+        "requested_at": _time(approval.created_at),
+        "decided_at": _time(approval.decided_at),
+    }
+
+
+def as_jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def as_csv(rows: list[dict]) -> str:
+    """Approvers as `user@time` separated by spaces; cells that a spreadsheet would run as a
+    formula are prefixed with a quote (reasons and job ids come from outside)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        flat = dict(r, approvers=" ".join(f"{a['user']}@{a['at']}" for a in r["approvers"]))
+        writer.writerow({k: _cell(v) for k, v in flat.items()})
+    return out.getvalue()
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -1,0 +1,65 @@
+"""The votes table: who approved a job whose queue needs several approvers, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import delete, select
+
+from app.db.engine import Database
+from app.db.models import Approval, OutboxTask, Status, TaskKind, Vote
+
+
+class Votes:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def cast(self, approval_id: str, user: str, required: int) -> list[str] | None:
+        """Record `user`'s approval; the voters after it, in order, or None if they had voted.
+
+        Below the quorum the message is queued for an update in the same transaction, so the
+        progress shows; the vote that completes it leaves the update to the decision.
+        """
+        try:
+            async with self._db.session() as s:
+                s.add(Vote(approval_id=approval_id, user=user))
+                await s.flush()
+                voters = await self._voters(s, approval_id)
+                if len(voters) < required:
+                    approval = await s.get(Approval, approval_id)
+                    if approval is not None and approval.status == Status.PENDING:
+                        lane = f"update:{approval.channel or ''}"
+                        s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+                return voters
+        except IntegrityError:
+            return None
+
+    async def withdraw(self, approval_id: str, user: str) -> None:
+        """Take back a vote whose decision could not be made (Rotor failed)."""
+        async with self._db.session() as s:
+            await s.exec(delete(Vote).where(Vote.approval_id == approval_id, Vote.user == user))
+
+    async def voters(self, approval_id: str) -> list[str]:
+        async with self._db.session() as s:
+            return await self._voters(s, approval_id)
+
+    async def of(self, approval_ids: list[str]) -> dict[str, list[tuple[str, datetime]]]:
+        """Each approval's votes as (user, time), in order."""
+        found: dict[str, list[tuple[str, datetime]]] = {i: [] for i in approval_ids}
+        async with self._db.session() as s:
+            for start in range(0, len(approval_ids), 500):
+                chunk = approval_ids[start : start + 500]
+                rows = await s.exec(
+                    select(Vote).where(Vote.approval_id.in_(chunk)).order_by(Vote.voted_at)
+                )
+                for vote in rows.all():
+                    found[vote.approval_id].append((vote.user, vote.voted_at))
+        return found
+
+    @staticmethod
+    async def _voters(s, approval_id: str) -> list[str]:
+        rows = await s.exec(
+            select(Vote.user).where(Vote.approval_id == approval_id).order_by(Vote.voted_at)
+        )
+        return list(rows.all())

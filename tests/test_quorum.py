@@ -1,0 +1,193 @@
+"""Four eyes: quorum approvals, no self-approval, and the requester told how it ended."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import CAROL, DAVE, MALLORY, make_policy, posted, wait_until
+from tests.test_decisions import decided, notices, outcome
+
+ERIN = "U0ERIN"
+QUORUM = """
+[[queues]]
+name = "payments"
+channel = "C0FINANCE"
+approvers = ["U0CAROL", "S0FINANCE"]
+required_approvals = 2
+requester = "requestedBy"
+
+[[queues]]
+name = "ops"
+channel = "C0OPS"
+requester = "meta.owner"
+"""
+
+
+@pytest.fixture
+def service(start_service, slack):
+    slack.usergroups = {"S0FINANCE": [DAVE, ERIN]}
+    slack.emails = {"mallory@example.com": MALLORY}
+    return start_service(make_policy(queues=QUORUM))
+
+
+def block_text(message, block_id: str) -> str:
+    block = next((b for b in message.blocks if b.get("block_id") == block_id), None)
+    return block["text"]["text"] if block else ""
+
+
+def test_quorum_progress_then_one_decision_naming_every_approver(service, slack, rotor):
+    approval = rotor.enqueue("payments", {"amount": 48_500, "requestedBy": MALLORY})
+    message = posted(slack, approval["id"])
+    assert "0 of 2 approvals" in block_text(message, "quorum")
+    confirm = next(b for b in message.blocks if b["type"] == "actions")["elements"][0]["confirm"]
+    assert "2 people" in confirm["text"]["text"]
+
+    slack.click(CAROL, message, "approve")
+    message = wait_until(
+        lambda: (
+            "1 of 2 approvals:* <@U0CAROL>"
+            in block_text(m := slack.find(approval["id"])[0], "quorum")
+            and m
+        ),
+        what="the progress shown",
+    )
+    assert any(b["type"] == "actions" for b in message.blocks)  # the buttons stay
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: notices(slack, CAROL), what="a notice for the second click")
+    assert notices(slack, CAROL) == ["You approved already; waiting for 1 more approval."]
+    assert rotor.status(approval["id"]) == "pending"
+
+    slack.click(DAVE, message, "approve")
+    decided_message = decided(slack, approval["id"])
+    assert "<@U0CAROL>, <@U0DAVE>" in outcome(decided_message)
+    assert rotor.decisions == [(approval["id"], "approved")]
+    dm = wait_until(lambda: slack.dms_for(MALLORY), what="the requester's DM")
+    assert len(dm) == 1 and "Approved" in dm[0].text and "<@U0DAVE>" in dm[0].text
+
+
+def test_two_final_approvals_at_once_make_one_rotor_call(service, slack, rotor):
+    approval = rotor.enqueue("payments", {"amount": 1})
+    message = posted(slack, approval["id"])
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
+    rotor.latency = 0.5  # the last two clicks overlap while Rotor thinks
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda user: slack.click(user, message, "approve"), [DAVE, ERIN]))
+    decided(slack, approval["id"])
+    wait_until(lambda: notices(slack, DAVE) or notices(slack, ERIN), what="the loser told")
+    assert rotor.decisions == [(approval["id"], "approved")]
+
+
+def test_a_reject_ends_a_quorum_and_shows_who_had_approved(service, slack, rotor):
+    approval = rotor.enqueue("payments", {"amount": 2})
+    message = posted(slack, approval["id"])
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
+    slack.click(DAVE, message, "reject")
+    view_id = wait_until(lambda: list(slack.views), what="the reason modal")[0]
+    slack.submit_view(DAVE, view_id, {"reason": {"reason_input": "wrong beneficiary"}})
+    text = outcome(decided(slack, approval["id"]))
+    assert "Rejected" in text and "wrong beneficiary" in text
+    assert "Approved before:* <@U0CAROL>" in text
+    assert rotor.decisions == [(approval["id"], "rejected")]
+
+
+def test_the_requester_cannot_approve_but_may_withdraw(service, slack, rotor):
+    by_email = rotor.enqueue("payments", {"requestedBy": "Mallory@Example.com"})
+    by_id = rotor.enqueue("ops", {"meta": {"owner": CAROL}})
+    first, second = posted(slack, by_email["id"]), posted(slack, by_id["id"])
+    assert "<@U0MALLORY>" in str(first.blocks)  # "Requested by" on the message
+    slack.usergroups["S0FINANCE"].append(MALLORY)  # an approver too: still not their own job
+    slack.click(MALLORY, first, "approve")
+    slack.click(CAROL, second, "approve")
+    wait_until(lambda: notices(slack, MALLORY) and notices(slack, CAROL))
+    for user in (MALLORY, CAROL):
+        assert notices(slack, user) == ["You requested this job, so someone else must approve it."]
+    assert rotor.decisions == []
+    slack.click(CAROL, second, "reject")
+    view_id = wait_until(lambda: list(slack.views), what="the reason modal")[0]
+    slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "not needed after all"}})
+    decided(slack, by_id["id"])
+    assert rotor.decisions == [(by_id["id"], "rejected")]
+    dm = wait_until(lambda: slack.dms_for(CAROL), what="the requester's DM")
+    assert "Rejected" in dm[0].text and "not needed after all" in dm[0].text
+
+
+def test_an_unresolvable_requester_blocks_nobody(service, slack, rotor):
+    approval = rotor.enqueue("ops", {"meta": {"owner": "nobody@example.com"}})
+    message = posted(slack, approval["id"])
+    wait_until(lambda: "requester not resolved" in service.output(), what="the log line")
+    slack.click(MALLORY, message, "approve")
+    decided(slack, approval["id"])
+    assert rotor.decisions == [(approval["id"], "approved")]
+
+
+def test_the_requester_is_told_when_it_is_decided_outside_slack(start_service, slack, rotor):
+    slack.emails = {"mallory@example.com": MALLORY}
+    start_service(make_policy(queues=QUORUM, sync_every="1s"))
+    approval = rotor.enqueue("ops", {"meta": {"owner": "mallory@example.com"}})
+    posted(slack, approval["id"])
+    rotor.decide_outside(approval["id"], "approved")
+    dm = wait_until(lambda: slack.dms_for(MALLORY), 15, "the requester's DM")
+    assert "outside Slack" in dm[0].text
+
+
+EXPIRING = (
+    QUORUM
+    + """
+[[queues]]
+name = "batch"
+channel = "C0OPS"
+requester = "owner"
+expire_after = "6s"
+"""
+)
+
+
+def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, rotor, tmp_path):
+    slack.emails = {"mallory@example.com": MALLORY}
+    first = start_service(make_policy(queues=EXPIRING))
+    start_service(make_policy(queues=EXPIRING))
+    stale = rotor.enqueue("batch", {"owner": "mallory@example.com"})
+    quick = rotor.enqueue("batch", {"owner": "mallory@example.com"})
+    posted(slack, stale["id"])
+    slack.click(CAROL, posted(slack, quick["id"]), "approve")
+    decided(slack, quick["id"])
+
+    message = decided(slack, stale["id"])
+    assert message.blocks[0]["text"]["text"] == "Expired: batch"
+    assert not any(b["type"] == "actions" for b in message.blocks)
+    assert "Expired: no decision within 6s" in outcome(message)
+    assert rotor.approvals[stale["id"]]["reason"] == "Expired: no decision within 6s"
+    dms = wait_until(lambda: len(slack.dms_for(MALLORY)) == 2 and slack.dms_for(MALLORY))
+    assert any("Expired" in dm.text for dm in dms)
+    assert rotor.decisions == [(quick["id"], "approved"), (stale["id"], "rejected")]
+
+    def audit(fmt: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "audit", "--since", "1h", "--format", fmt],
+            env=first.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    rows = [json.loads(line) for line in audit("jsonl").splitlines()]
+    assert [(r["approval_id"], r["outcome"]) for r in rows] == [
+        (quick["id"], "approved"),
+        (stale["id"], "expired"),
+    ]
+    assert rows[0]["decided_by"] == CAROL and rows[0]["requester"] == MALLORY
+    assert rows[1]["reason"] == "Expired: no decision within 6s"
+    table = list(csv.DictReader(io.StringIO(audit("csv"))))
+    assert [r["outcome"] for r in table] == ["approved", "expired"]
