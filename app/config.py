@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.slack.blocks import templates
+
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
@@ -112,6 +114,32 @@ class QueuePolicy(_Strict):
     requester: PayloadPath | None = None
     # Still pending this long: rejected in Rotor as expired. None: never.
     expire_after: Duration | None = None
+    title: str | None = Field(default=None, max_length=500)  # header template
+    fields: list[str] = []  # payload paths shown as labelled summary fields
+    link: str | None = Field(default=None, max_length=2000)  # "Open in Rotor" URL template
+    mask: list[str] = []  # payload paths to mask besides secret-looking ones
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str | None) -> str | None:
+        return v if v is None else templates.check_template(v)
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        return v if v is None else templates.check_link(v)
+
+    @field_validator("fields")
+    @classmethod
+    def _fields(cls, v: list[str]) -> list[str]:
+        if len(v) > templates.MAX_FIELDS:
+            raise ValueError(f"at most {templates.MAX_FIELDS} fields (Slack shows no more)")
+        return [templates.check_path(p) for p in v]
+
+    @field_validator("mask")
+    @classmethod
+    def _mask(cls, v: list[str]) -> list[str]:
+        return [templates.check_path(p) for p in v]
 
 
 class Policy(_Strict):

@@ -104,13 +104,18 @@ class Decider:
             approval = await self.approvals.get(approval_id)
         return approval
 
+    async def may_decide(self, user: str, queue_name: str) -> bool:
+        """Whether `user` may decide (and so see) approvals on `queue_name`."""
+        return await self.approvers.allowed(user, self.policy.approvers_for(queue_name))
+
     async def vet(self, approval_id: str, user: str, verb: str) -> Approval:
         """The approval, if `user` may `verb` it now; else raises why not."""
         approval = await self.load(approval_id)
-        if not await self.approvers.allowed(user, self.policy.approvers_for(approval.queue_name)):
+        if not await self.may_decide(user, approval.queue_name):
             metrics.DECISIONS.labels(outcome="forbidden").inc()
             log.info("refused: not an approver", extra={"approval_id": approval_id, "user": user})
-            raise errors.NotAnApprover(approval.queue_name, verb)
+            approvers = self.policy.approvers_for(approval.queue_name) or []
+            raise errors.NotAnApprover(approval.queue_name, verb, approvers)
         if approval.status != Status.PENDING:
             raise errors.AlreadyDecided(approval)
         return approval

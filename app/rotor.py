@@ -35,6 +35,7 @@ class RotorApproval(BaseModel):
     status: str
     created_at: datetime | None = Field(default=None, alias="createdAt")
     reason: str | None = None
+    decided_by: str | None = Field(default=None, alias="decidedBy")
 
 
 class ApprovalPage(BaseModel):

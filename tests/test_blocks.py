@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app import errors
+from app.config import QueuePolicy
 from app.db.models import Approval, Status
 from app.sandbox.slack import MODAL_BLOCKS_MAX, validate_blocks
-from app.slack.blocks.approval import Message, approval_message, reminder_text
+from app.slack.blocks import templates
+from app.slack.blocks.approval import Message, approval_message, escalation_text, reminder_text
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
 from app.slack.blocks.modals import payload_modal
-from app.slack.blocks.text import MASK, PREVIEW_CHARS, age, escape, pretty_payload, preview
-from app.slack.commands import ListQuery, parse_list_command
+from app.slack.blocks.text import (
+    MASK,
+    PREVIEW_CHARS,
+    age,
+    ago,
+    escape,
+    mask_secrets,
+    pretty_payload,
+    preview,
+)
+from app.slack.commands import ListQuery, looks_like_status, parse_list_command
+from app.slack.notices import notice
 from tests.conftest import LIVE, mrkdwn_texts
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -222,7 +236,226 @@ def test_age(seconds, text):
     assert age(NOW - timedelta(seconds=seconds), NOW) == text
 
 
+def test_ago_never_says_just_now_ago():
+    assert ago(NOW - timedelta(seconds=5), NOW) == "just now"
+    assert ago(NOW - timedelta(minutes=5), NOW) == "5 min ago"
+    assert ago(None, NOW) == "age unknown"
+
+
 def test_reminder_mentions_users_and_groups():
     text = reminder_text(make({}), ["U0CAROL", "S0FINANCE"], NOW)
     assert text.startswith("<@U0CAROL> <!subteam^S0FINANCE>: ")
     assert "2 h" in text
+
+
+def test_reminder_on_a_queue_without_approvers_says_anyone_can_decide():
+    text = reminder_text(make({}), None, NOW)
+    assert "Anyone in this channel can decide" in text and "Approvers" not in text
+
+
+# --- Per-queue templates (title, fields, link, mask) -------------------------------------------
+
+PAY = QueuePolicy(
+    name="payments",
+    title="Pay {amount} {currency} to {beneficiary.name}",
+    fields=["amount", "beneficiary.name", "reference"],
+    link="https://rotor.example.com/jobs/{job_id}?q={queue}",
+    mask=["beneficiary.iban"],
+)
+PAYMENT = {
+    "amount": 120.5,
+    "currency": "EUR",
+    "beneficiary": {"name": "Ann <@U1> *Lee*", "iban": "DE89370400440532013000"},
+}
+
+
+def block(message: Message, block_id: str) -> dict:
+    return next(b for b in message.blocks_json() if b.get("block_id") == block_id)
+
+
+def test_title_fields_link_and_mask_render():
+    message = approval_message(make(PAYMENT, job="j/1?x#y"), queue=PAY)
+    assert block(message, "title")["text"]["text"] == "Pay 120.5 EUR to Ann <@U1> *Lee*"
+    summary = [f["text"] for f in block(message, "summary")["fields"]]
+    assert summary == [
+        "*Amount*\n120.5",
+        "*Beneficiary name*\nAnn &lt;@U1&gt; *Lee*",
+        "*Reference*\n?",  # a path the payload lacks
+    ]
+    button = block(message, "actions")["elements"][2]
+    assert button["text"]["text"] == "Open in Rotor"
+    # The job id cannot add a path, a query or a fragment of its own.
+    assert button["url"] == "https://rotor.example.com/jobs/j%2F1%3Fx%23y?q=payments"
+    assert "DE89370400440532013000" not in json.dumps(message.blocks_json())
+    assert message.text == "Pay 120.5 EUR to Ann &lt;@U1&gt; *Lee* (job j/1?x#y)"
+    assert_safe(message)
+    # Without a title: the header stays as it was.
+    plain = approval_message(make(PAYMENT))
+    assert block(plain, "title")["text"]["text"] == "Approval needed: payments"
+
+
+def test_header_is_clipped_to_150_and_fields_to_ten():
+    queue = QueuePolicy(name="q", title="{a}{a}", fields=[f"f{i}" for i in range(10)])
+    message = approval_message(make({"a": "x" * 500}), queue=queue)
+    assert len(block(message, "title")["text"]["text"]) == 150
+    assert len(block(message, "summary")["fields"]) == 10
+    assert templates.label("beneficiary.account_holder") == "Beneficiary account holder"
+    assert templates.label("accessKey") == "Access key"
+
+
+@pytest.mark.parametrize(
+    ("link", "payload"),
+    [
+        ("https://rotor.example.com/{u}", {"u": "@evil.example/x"}),
+        ("https://rotor.example.com{u}", {"u": ".evil.example"}),
+        ("https://rotor.example.com{u}", {"u": ":1@evil.example"}),
+    ],
+)
+def test_a_payload_cannot_move_the_link_to_another_host(link, payload):
+    facts = templates.Facts.of(payload, "j", "a", "q")
+    url = templates.link(link, facts)
+    assert url is None or urlsplit(url).netloc == "rotor.example.com", url
+
+
+template_parts = st.lists(
+    st.text(max_size=30).map(lambda t: t.replace("{", "{{").replace("}", "}}"))
+    | st.sampled_from(["{amount}", "{beneficiary.name}", "{job_id}", "{queue}", "{x.0}", "{b}"]),
+    max_size=6,
+).map("".join)
+paths = st.from_regex(r"\A[a-z_]{1,8}(\.[a-z0-9]{1,5}){0,2}\Z")
+keyed_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["amount", "beneficiary", "name", "b", "x", "0"]) | st.text(max_size=8),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payload=keyed_values,
+    title=template_parts,
+    fields=st.lists(paths, max_size=10),
+    queue=st.text(min_size=1, max_size=300),
+    job=st.text(min_size=1, max_size=300),
+)
+def test_any_payload_and_template_render_valid_block_kit_with_nothing_live(
+    payload, title, fields, queue, job
+):
+    policy = QueuePolicy(
+        name="q", title=title, fields=fields, link="https://r.example/{job_id}/{b}"
+    )
+    approval = make(payload, queue, job)
+    message = approval_message(approval, queue=policy)
+    assert_safe(message)
+    assert "://" not in message.text  # the fallback carries no URL
+    for status in (Status.APPROVED, Status.REJECTED):
+        approval.status, approval.decided_by, approval.decided_at = status, None, NOW
+        assert_safe(approval_message(approval, queue=policy))
+    for b in message.blocks_json():
+        if b["type"] == "actions":
+            for e in b["elements"]:
+                assert "url" not in e or e["url"].startswith("https://r.example/")
+    item = ListItem(approval.id, queue, job, "rejected", payload, NOW, job, job)
+    listed = [b.to_dict() for b in approvals_list([item], ListQuery(), None, NOW, 0)]
+    validate_blocks(listed)
+    for text in mrkdwn_texts(listed):
+        assert not LIVE.search(text)
+    for text in (reminder_text(approval, None, NOW, policy), escalation_text(approval, None, NOW)):
+        assert not LIVE.search(text)
+
+
+# --- Formatting that cannot be bent --------------------------------------------------------------
+
+NASTY = "a`b *c* _d_ ~e~\nfake line\u202eevil\u200bx\u2028y"
+
+
+def test_job_ids_and_queue_names_stay_in_their_code_spans():
+    message = approval_message(make({}, queue=NASTY, job=NASTY))
+    facts = [f["text"] for f in block(message, "facts")["fields"]]
+    for field in facts[:2]:
+        label, value = field.split("\n")  # no faked line
+        assert value.startswith("`") and value.endswith("`") and value.count("`") == 2
+        assert not any(c in value for c in "\u202e\u200b\u2028")
+    assert "\n" not in block(message, "title")["text"]["text"]
+    assert "\u202e" not in message.text
+
+
+def test_fallback_text_carries_no_payload_url():
+    queue = QueuePolicy(name="q", title="See {u} now")
+    message = approval_message(make({"u": "https://evil.example/x www.evil.example"}), queue=queue)
+    assert "evil" not in message.text and "://" not in message.text
+
+
+# --- Masking -------------------------------------------------------------------------------------
+
+
+def test_masking_catches_what_the_issue_lists_and_keeps_what_approvers_need():
+    payload = {
+        "card_number": "4111",
+        "cvv": "123",
+        "ssn": "1",
+        "pin": "1",
+        "pwd": "x",
+        "auth": "x",
+        "accessKey": "x",
+        "Card-Number": "x",
+        "headers": [{"name": "Authorization", "value": "Bearer z"}],
+        "pairs": [["X-Api-Key", "k"], ["Accept", "json"]],
+        "url": "https://user:pass@host.example/x?token=abc&page=2",
+        "note": "card 4111 1111 1111 1111 please",
+        "raw": 4111111111111111,
+        "amount": 4111111111111112,
+        "author": "Ann",
+        "shipping": "fast",
+        "iban": "DE89 3704 0044 0532 0130 00",
+        "beneficiary": {"name": "Ann", "iban": "DE89370400440532013000"},
+    }
+    shown = mask_secrets(payload)
+    for key in ("card_number", "cvv", "ssn", "pin", "pwd", "auth", "accessKey", "Card-Number"):
+        assert shown[key] == MASK, key
+    assert shown["headers"] == [{"name": "Authorization", "value": MASK}]
+    assert shown["pairs"] == [["X-Api-Key", MASK], ["Accept", "json"]]
+    assert shown["url"] == f"https://{MASK}@host.example/x?token={MASK}&page=2"
+    assert shown["note"] == f"card {MASK} please"
+    assert shown["raw"] == MASK
+    for key in ("amount", "author", "shipping", "iban", "beneficiary"):
+        assert shown[key] == payload[key], key
+    assert mask_secrets(payload, paths=["beneficiary.iban"])["beneficiary"]["iban"] == MASK
+
+
+# --- Words -------------------------------------------------------------------------------------
+
+
+def test_typos_of_statuses_and_long_arguments():
+    assert looks_like_status("rejcted") and looks_like_status("aproved")
+    assert not looks_like_status("payments") and not looks_like_status("ops")
+    assert parse_list_command("x" * 5000) is None
+
+
+def test_decided_list_items_say_who_and_why():
+    items = [
+        ListItem("apv_" + "1" * 32, "ops", "j1", "rejected", {}, NOW, "U0CAROL", "too <!here>"),
+        ListItem("apv_" + "2" * 32, "ops", "j2", "approved", {}, NOW, "cli@ops", None),
+    ]
+    rendered = [b.to_dict() for b in approvals_list(items, ListQuery("rejected"), None, NOW, 0)]
+    texts = list(mrkdwn_texts(rendered))
+    assert "Rejected by <@U0CAROL>: too &lt;!here&gt;" in texts[1]
+    assert "Approved by `cli@ops`" in texts[2]
+    assert "just now" in texts[1] and "ago" not in texts[1]
+
+
+def test_hidden_items_are_announced():
+    rendered = approvals_list([], ListQuery(), None, NOW, 0, hidden=2)
+    assert "2 on this page are not shown" in rendered[0].to_dict()["text"]["text"]
+
+
+def test_a_non_approver_is_told_who_can_decide():
+    text = notice(errors.NotAnApprover("pay`ments", "approve", ["U0CAROL", "S0FINANCE"]))
+    assert "<@U0CAROL> <!subteam^S0FINANCE>" in text and "`payˋments`" in text

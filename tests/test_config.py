@@ -198,3 +198,23 @@ def test_missing_secret_is_named(monkeypatch):
         "ROTOR_API_KEY: required, not set",
         "ROTOR_WEBHOOK_SECRET: required, not set",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("title", '"Pay {amount"', "queues[0].title: "),
+        ("title", '"{amount!r}"', "queues[0].title: "),
+        ("title", '"{}"', "queues[0].title: "),
+        ("fields", '["a b"]', "queues[0].fields: "),
+        ("fields", str([f"f{i}" for i in range(11)]).replace("'", '"'), "queues[0].fields: "),
+        ("link", '"javascript:alert({a})"', "queues[0].link: "),
+        ("link", '"https://{host}/x"', "queues[0].link: "),
+        ("mask", '["x..y"]', "queues[0].mask: "),
+    ],
+)
+def test_a_malformed_template_is_a_start_up_error_naming_the_key(key, value, problem):
+    with pytest.raises(ConfigError) as caught:
+        parse_policy(f'[[queues]]\nname = "p"\n{key} = {value}\n')
+    assert str(caught.value).startswith("policy: " + problem), str(caught.value)
+    assert "\n" not in str(caught.value)

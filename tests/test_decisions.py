@@ -83,9 +83,8 @@ def test_unauthorized_click_changes_nothing(service, slack, rotor, database_url)
     message = posted(slack, approval["id"])
     assert slack.click(MALLORY, message, "approve").status_code == 200
     wait_until(lambda: notices(slack, MALLORY), what="an ephemeral refusal")
-    assert notices(slack, MALLORY)[0] == (
-        "You are not an approver for *payments*, so you cannot approve this job."
-    )
+    assert "not an approver" in notices(slack, MALLORY)[0]
+    assert "Who can decide: <@U0CAROL> <!subteam^S0FINANCE>." in notices(slack, MALLORY)[0]
     slack.click(MALLORY, message, "reject")
     wait_until(lambda: len(notices(slack, MALLORY)) == 2)
     # The refusal is sent before any claim or Rotor call would be made: none was.
@@ -289,6 +288,17 @@ def test_view_full_payload_opens_a_modal_with_everything(service, slack, rotor):
     assert json.loads(shown) == {
         "rows": [{"email": f"user{i}@example.com", "token": "••••••"} for i in range(300)]
     }
+
+
+def test_full_payload_only_for_those_who_may_decide(service, slack, rotor):
+    approval = rotor.enqueue("payments", {"rows": ["secret-ish row"] * 500})
+    message = posted(slack, approval["id"])
+    slack.click(MALLORY, message, "view_payload")
+    wait_until(lambda: notices(slack, MALLORY), what="the refusal")
+    assert "Only the approvers of `payments`" in notices(slack, MALLORY)[0]
+    assert slack.views == {}  # the refusal is told after the check: no modal was opened
+    slack.click(DAVE, message, "view_payload")
+    wait_until(lambda: slack.views, what="the modal for a group member")
 
 
 def test_signed_requests_only(service, slack):

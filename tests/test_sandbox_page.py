@@ -84,8 +84,9 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
     page.get_by_role("button", name="Large payment").click()
     page.click("#enqueue")
     page.click('[data-channel="C0FINANCE"]')
-    expect(timeline).to_contain_text("Approval needed: payments")
-    expect(timeline).to_contain_text("Acme GmbH")
+    expect(timeline).to_contain_text("Pay 48500 EUR to Acme GmbH")  # the queue's title
+    expect(timeline).to_contain_text("Beneficiary name")  # and its summary fields
+    expect(timeline).not_to_contain_text("DE89370400440532013000")  # masked by the policy
     expect(timeline).not_to_contain_text("sk_live_should_be_masked")
     expect(approvals).to_contain_text("pending")
     expect(page.locator("#role")).to_contain_text("approves payments")
@@ -124,7 +125,8 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
 
     # Every Block Kit object became DOM, never the text of a JavaScript object.
     expect(page.locator("body")).not_to_contain_text("[object")
-    expect(page.locator(".fields").first).to_contain_text("Queue")
+    expect(page.locator(".fields").first).to_contain_text("Beneficiary name")
+    expect(page.locator(".fields").nth(1)).to_contain_text("Queue")
 
 
 def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
@@ -141,7 +143,7 @@ def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
     page.click("#ff")  # an hour later the sample policy reminds in the thread
     expect(page.locator(".thread")).to_contain_text("waiting", timeout=15_000)
     # Mentions show names, as Slack does: the approver by name, the group by its handle.
-    expect(page.locator(".thread")).to_contain_text("@Carol @finance: this approval")
+    expect(page.locator(".thread")).to_contain_text("@Carol @finance: Pay 120 EUR")
 
     # Decided from the CLI: Slack shows it at the sandbox's next sync, seconds later.
     page.click("#approvals button:text('CLI approve')")

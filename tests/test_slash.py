@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import CAROL, wait_until
+from tests.conftest import CAROL, DAVE, MALLORY, PAYMENTS, make_policy, wait_until
 
 
 def listing(slack, user, count=1):
@@ -48,7 +48,7 @@ def test_filters_by_status_and_queue(service, slack, rotor):
     assert not any(blk["block_id"].startswith("decide-") for blk in shown.blocks)
     slack.slash(CAROL, "C0OPS", "pending payments")
     assert listed_ids(listing(slack, CAROL, 3)) == [c["id"]]
-    slack.slash(CAROL, "C0OPS", "pending nowhere")
+    slack.slash(CAROL, "C0OPS", "approved payments")
     assert "Nothing here." in listing(slack, CAROL, 4).blocks[0]["text"]["text"]
 
 
@@ -81,7 +81,8 @@ def test_buttons_in_the_list_decide(service, slack, rotor):
     shown = listing(slack, CAROL)
     slack.click(CAROL, shown, "approve", value=approval["id"])
     wait_until(lambda: rotor.status(approval["id"]) == "approved")
-    wait_until(lambda: any("Approved" in e.text for e in slack.ephemerals_for(CAROL)))
+    said = wait_until(lambda: [e.text for e in slack.ephemerals_for(CAROL) if "Approved" in e.text])
+    assert said == [f"Approved job `{approval['jobId']}` on `ops`."]
 
 
 def test_list_button_on_an_approval_never_seen_records_and_decides_it(service, slack, rotor):
@@ -131,3 +132,57 @@ def test_rotor_down_says_so(service, slack, rotor):
     rotor.down_status = 503
     slack.slash(CAROL, "C0OPS", "")
     assert "Could not list approvals" in listing(slack, CAROL).text
+
+
+TITLED = make_policy(
+    queues=PAYMENTS
+    + """title = "Pay {amount} {currency} to {beneficiary.name}"
+fields = ["amount", "beneficiary.name"]
+mask = ["beneficiary.iban"]
+"""
+)
+
+
+def test_list_shows_only_queues_the_person_may_decide(start_service, slack, rotor):
+    start_service(TITLED)
+    ops = rotor.create("ops", {"n": 1})  # a queue without approvers: anyone may decide
+    pay = rotor.create(
+        "payments",
+        {"amount": 5, "currency": "EUR", "beneficiary": {"name": "Ann", "iban": "DE89X"}},
+    )
+    slack.slash(MALLORY, "C0OPS", "")
+    shown = listing(slack, MALLORY)
+    assert listed_ids(shown) == [ops["id"]]
+    assert "1 on this page is not shown" in shown.blocks[0]["text"]["text"]
+    assert "Ann" not in str(shown.blocks)
+    slack.slash(DAVE, "C0OPS", "payments")  # a member of the approver group
+    shown = listing(slack, DAVE)
+    assert listed_ids(shown) == [pay["id"]]
+    item = next(b for b in shown.blocks if b["block_id"] == f"item-{pay['id']}")
+    assert item["text"]["text"].startswith("*Pay 5 EUR to Ann*")
+    assert "Beneficiary name: Ann" in item["text"]["text"] and "DE89X" not in str(shown.blocks)
+    # Approving from the list names the job by its title.
+    slack.click(DAVE, shown, "approve", value=pay["id"])
+    said = wait_until(lambda: [e.text for e in slack.ephemerals_for(DAVE) if "Approved" in e.text])
+    assert said[0].startswith("Approved *Pay 5 EUR to Ann* (job ")
+
+
+def test_unknown_words_and_long_arguments_answer_with_usage(service, slack, rotor):
+    rotor.create("ops", {})
+    for n, word in enumerate(["bogus", "rejcted", "x" * 3000], start=1):
+        slack.slash(CAROL, "C0OPS", word)
+        text = listing(slack, CAROL, n).text
+        assert "/approvals" in text and "pending" in text, text
+        if len(word) < 100:
+            assert f"`{word}` is neither a status nor a queue I know" in text
+    slack.slash(CAROL, "C0OPS", "ops")  # a queue Rotor knows, though not in the policy
+    assert listed_ids(listing(slack, CAROL, 4)) != []
+
+
+def test_decided_lists_say_why(service, slack, rotor):
+    a = rotor.create("ops", {})
+    rotor.decide_outside(a["id"], "rejected", "over budget")
+    slack.slash(CAROL, "C0OPS", "rejected")
+    item = next(b for b in listing(slack, CAROL).blocks if b["block_id"] == f"item-{a['id']}")
+    assert "Rejected: over budget" in item["text"]["text"]
+    assert "just now" in item["text"]["text"] and "ago" not in item["text"]["text"]

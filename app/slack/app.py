@@ -46,6 +46,7 @@ def build_bolt_app(
     app.action(ActionId.APPROVE.pattern())(explained(decide.approve))
     app.action(ActionId.REJECT.pattern())(explained(decide.reject))
     app.action(ActionId.VIEW_PAYLOAD.pattern())(explained(decide.view_payload))
+    app.action(ActionId.OPEN_LINK.pattern())(explained(decide.open_link))
     app.view(CallbackId.REJECT.value)(explained(decide.reject_submitted))
     app.command("/approvals")(explained(listing.approvals_command))
     app.action(ActionId.LIST_MORE.value)(explained(listing.more))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from app.db.models import Status
@@ -14,6 +15,7 @@ HELP = (
     "Pending ones have Approve / Reject buttons; *More* shows the next page."
 )
 STATUSES = tuple(Status)
+MAX_TEXT = 200  # longer than any status and queue name together: answered with HELP
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,22 @@ class ListQuery:
 
 def parse_list_command(text: str) -> ListQuery | None:
     """`[pending|approved|rejected] [queue]` in any order; None for help or bad input."""
+    if len(text) > MAX_TEXT:
+        return None
     words = text.split()
     status = next((w.lower() for w in words if w.lower() in STATUSES), None)
     rest = [w for w in words if w.lower() not in STATUSES]
     if len(rest) > 1 or (rest and rest[0].lower() == "help"):
         return None
     return ListQuery(status=status or Status.PENDING, queue=rest[0] if rest else None)
+
+
+def looks_like_status(word: str) -> bool:
+    """A typo of a status (`rejcted`, `aproved`), not a queue name."""
+    return bool(difflib.get_close_matches(word.lower(), STATUSES, n=1, cutoff=0.75))
+
+
+def unknown_word(word: str) -> str:
+    from app.slack.blocks.text import code
+
+    return f"{code(word, 100)} is neither a status nor a queue I know.\n\n{HELP}"

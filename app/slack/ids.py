@@ -16,6 +16,7 @@ class ActionId(StrEnum):
     REJECT = "reject"
     VIEW_PAYLOAD = "view_payload"
     LIST_MORE = "list_more"
+    OPEN_LINK = "open_link"  # a URL button: Slack opens it, we only ack
 
     def on(self, approval_id: str) -> str:
         """The action id of this action's button for one approval (unique within a list)."""

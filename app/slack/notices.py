@@ -5,7 +5,7 @@ from __future__ import annotations
 from app import errors
 from app.decisions import EXPIRY
 from app.slack.blocks.approval import outcome_line
-from app.slack.blocks.text import escape
+from app.slack.blocks.text import code, escape, mention
 
 
 def notice(error: Exception) -> str | None:
@@ -22,8 +22,12 @@ def notice(error: Exception) -> str | None:
             return f"Rotor does not know approval `{escape(approval_id)}`."
         case errors.RotorUnreachable(detail=detail):
             return f"Could not reach Rotor ({escape(detail)}). Nothing changed."
-        case errors.NotAnApprover(queue_name=queue, verb=verb):
-            return f"You are not an approver for *{escape(queue)}*, so you cannot {verb} this job."
+        case errors.NotAnApprover(queue_name=queue, verb=verb, approvers=approvers):
+            who = " ".join(mention(a) for a in approvers[:20]) or "its approvers"
+            return (
+                f"You are not an approver for {code(queue)}, so you cannot {verb} this job. "
+                f"Who can decide: {who}."
+            )
         case errors.OwnRequest():
             return "You requested this job, so someone else must approve it."
         case errors.AlreadyVoted(waiting_for=waiting):

@@ -216,6 +216,7 @@ class Outbox(Worker):
         return blocks.approval_message(
             approval,
             meant_for=routed if channel != routed else None,
+            queue=self.policy.queue(approval.queue_name),
             quorum=blocks.Quorum(required, voters),
         )
 
@@ -262,13 +263,20 @@ class Outbox(Worker):
             self.slack.chat_postMessage,
             channel=approval.channel,
             thread_ts=approval.ts,
-            text=blocks.reminder_text(approval, approvers, utcnow()),
+            text=blocks.reminder_text(
+                approval, approvers, utcnow(), self.policy.queue(approval.queue_name)
+            ),
         )
 
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
         if approval.status != Status.PENDING:
             return
-        text = blocks.escalation_text(approval, await self._permalink(approval), utcnow())
+        text = blocks.escalation_text(
+            approval,
+            await self._permalink(approval),
+            utcnow(),
+            self.policy.queue(approval.queue_name),
+        )
         await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
 
     async def _permalink(self, approval: Approval) -> str | None:
@@ -290,7 +298,8 @@ class Outbox(Worker):
         link = await self._permalink(approval)
         required = self.policy.required_approvals(approval.queue_name)
         voters = await self.votes.voters(approval.id) if required > 1 else []
-        text = blocks.requester_text(approval, voters, link)
+        queue = self.policy.queue(approval.queue_name)
+        text = blocks.requester_text(approval, voters, link, queue)
         await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
 
     async def _paced(self, lane: str, method, /, **kwargs):

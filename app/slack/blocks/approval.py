@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -17,17 +19,25 @@ from slack_sdk.models.blocks import (
 )
 
 from app.db.models import Approval, Status
+from app.slack.blocks import templates
 from app.slack.blocks.text import (
     age,
     clip,
+    code,
     code_block,
     escape,
     mention,
     mrkdwn,
+    one_line_clean,
     preview,
     slack_date,
 )
 from app.slack.ids import ActionId
+
+if TYPE_CHECKING:
+    from app.config import QueuePolicy
+
+_URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto:\S*")
 
 
 @dataclass(frozen=True)
@@ -81,30 +91,74 @@ _TITLES = {
 }
 
 
+def facts_of(approval: Approval, queue: QueuePolicy | None) -> templates.Facts:
+    return templates.Facts.of(
+        approval.payload,
+        approval.job_id,
+        approval.id,
+        approval.queue_name,
+        queue.mask if queue else (),
+    )
+
+
+def title_of(
+    approval: Approval,
+    queue: QueuePolicy | None,
+    prefix: str = "",
+    facts: templates.Facts | None = None,
+) -> str:
+    """The queue's title for this approval (plain text), or `<prefix>: <queue>`."""
+    default = f"{prefix or 'Approval needed'}: {approval.queue_name}"
+    template = queue.title if queue else None
+    if not template:
+        return templates.title(None, None, default)
+    text = templates.title(template, facts or facts_of(approval, queue), default)
+    if template and prefix and prefix != _TITLES[Status.PENDING]:
+        text = clip(f"{prefix}: {text}", 150)
+    return text
+
+
+def no_links(text: str) -> str:
+    """For the fallback `text` (notifications): nothing that looks like a URL survives."""
+    return _URLISH.sub("[link]", text)
+
+
 def title_word(approval: Approval) -> str:
     return "Expired" if approval.expired else _TITLES[approval.status]
 
 
 def approval_message(
-    approval: Approval, meant_for: str | None = None, quorum: Quorum = Quorum()
+    approval: Approval,
+    meant_for: str | None = None,
+    queue: QueuePolicy | None = None,
+    quorum: Quorum = Quorum(),
 ) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
-    `meant_for` names the queue's own channel when the message had to go elsewhere.
+    `meant_for` names the queue's own channel when the message had to go elsewhere; `queue` is
+    the queue's policy (title, fields, link, mask).
     """
-    queue, job = escape(clip(approval.queue_name, 200)), escape(clip(approval.job_id, 200))
-    text, cut = preview(approval.payload)
+    templated = queue and (queue.title or queue.fields or queue.link)
+    facts = facts_of(approval, queue) if templated else None  # the masked payload
+    if facts:
+        text, cut = preview(facts.payload, masked=True)
+    else:
+        text, cut = preview(approval.payload, paths=queue.mask if queue else ())
+    header = title_of(approval, queue, title_word(approval), facts)
     blocks: list[Block] = [
-        HeaderBlock(
-            block_id="title",
-            text=PlainTextObject(text=clip(f"{title_word(approval)}: {approval.queue_name}", 150)),
-        ),
+        HeaderBlock(block_id="title", text=PlainTextObject(text=header)),
+    ]
+    if queue and queue.fields and facts:
+        blocks.append(
+            SectionBlock(block_id="summary", fields=templates.field_objects(queue.fields, facts))
+        )
+    blocks += [
         SectionBlock(
             block_id="facts",
             fields=[
-                mrkdwn(f"*Queue*\n{queue}"),
-                mrkdwn(f"*Job*\n`{job}`"),
-                mrkdwn(f"*Approval*\n`{approval.id}`"),
+                mrkdwn(f"*Queue*\n{code(approval.queue_name)}"),
+                mrkdwn(f"*Job*\n{code(approval.job_id)}"),
+                mrkdwn(f"*Approval*\n{code(approval.id)}"),
                 mrkdwn(f"*Requested*\n{slack_date(approval.created_at)}"),
                 *(
                     [mrkdwn(f"*Requested by*\n<@{approval.requester}>")]
@@ -113,14 +167,20 @@ def approval_message(
                 ),
             ],
         ),
-        code_block(text, "preview"),
     ]
     if quorum.required > 1 and approval.status == Status.PENDING:
-        blocks.insert(2, SectionBlock(block_id="quorum", text=mrkdwn(quorum.progress())))
+        blocks.append(SectionBlock(block_id="quorum", text=mrkdwn(quorum.progress())))
+    blocks.append(code_block(text, "preview"))
     if meant_for:
         note = f":warning: Posted here because the bot could not post in <#{meant_for}>."
         blocks.append(ContextBlock(block_id="misrouted", elements=[mrkdwn(note)]))
     buttons: list[ButtonElement] = []
+    if queue and queue.link and facts and (url := templates.link(queue.link, facts)):
+        buttons.append(
+            ButtonElement(
+                text="Open in Rotor", action_id=ActionId.OPEN_LINK.on(approval.id), url=url
+            )
+        )
     if cut:
         buttons.append(
             ButtonElement(
@@ -131,11 +191,12 @@ def approval_message(
         )
     if approval.status == Status.PENDING:
         buttons[:0] = decision_buttons(approval.id, approval.queue_name, quorum.required)
-        fallback = f"Approval needed: job {job} on queue {queue}"
     else:
         outcome = outcome_line(approval, quorum.voters)
         blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome)))
-        fallback = f"{title_word(approval)}: job {job} on queue {queue}"
+    # Notifications show `text` as is: escaped, one line, no URL a payload could plant.
+    job = one_line_clean(approval.job_id, 100)
+    fallback = escape(no_links(f"{header} (job {job})"))
     if buttons:
         blocks.append(ActionsBlock(block_id="actions", elements=buttons))
     return Message(text=fallback, blocks=blocks)
@@ -170,22 +231,38 @@ def decision_buttons(approval_id: str, queue_name: str, required: int = 1) -> li
     ]
 
 
-def requester_text(approval: Approval, voters: list[str], permalink: str | None) -> str:
+def requester_text(
+    approval: Approval, voters: list[str], permalink: str | None, queue: QueuePolicy | None = None
+) -> str:
     """The DM that tells the requester how their approval ended."""
-    job, queue = escape(clip(approval.job_id, 200)), escape(clip(approval.queue_name, 200))
+    what = escape(no_links(title_of(approval, queue)))
     where = f" (<{permalink}|the approval>)" if permalink else ""
-    return f"Your job `{job}` on *{queue}*{where}:\n{outcome_line(approval, voters)}"
+    return f"Your request *{what}* (job {code(approval.job_id)}){where}:\n" + outcome_line(
+        approval, voters
+    )
 
 
-def reminder_text(approval: Approval, approvers: list[str] | None, now: datetime) -> str:
-    who = " ".join(mention(a) for a in approvers or []) or "Approvers"
-    return f"{who}: this approval has been waiting {age(approval.created_at, now)}. Please decide."
+def reminder_text(
+    approval: Approval,
+    approvers: list[str] | None,
+    now: datetime,
+    queue: QueuePolicy | None = None,
+) -> str:
+    what = escape(no_links(title_of(approval, queue)))
+    waiting = f"*{what}* has been waiting {age(approval.created_at, now)}"
+    if not approvers:
+        return f"{waiting}. Anyone in this channel can decide it."
+    who = " ".join(mention(a) for a in approvers)
+    return f"{who}: {waiting}. Please decide."
 
 
-def escalation_text(approval: Approval, permalink: str | None, now: datetime) -> str:
-    where = f"<{permalink}|this approval>" if permalink else f"approval `{approval.id}`"
+def escalation_text(
+    approval: Approval, permalink: str | None, now: datetime, queue: QueuePolicy | None = None
+) -> str:
+    what = escape(no_links(title_of(approval, queue))).replace("|", "¦")
+    where = f"<{permalink}|{what}>" if permalink else f"*{what}* ({code(approval.id)})"
     return (
         f":rotating_light: Nobody has decided {where} on "
-        f"*{escape(clip(approval.queue_name, 200))}* after {approval.reminders_sent} reminders "
+        f"{code(approval.queue_name)} after {approval.reminders_sent} reminders "
         f"({age(approval.created_at, now)} waiting)."
     )

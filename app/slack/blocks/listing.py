@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock, SectionBlock
 
 from app.db.models import Status
+from app.slack.blocks import templates
 from app.slack.blocks.approval import decision_buttons
-from app.slack.blocks.text import age, clip, escape, mrkdwn, one_line
+from app.slack.blocks.text import (
+    ago,
+    clip,
+    code,
+    escape,
+    mention,
+    mrkdwn,
+    one_line,
+    one_line_clean,
+)
 from app.slack.commands import ListQuery
 from app.slack.ids import ActionId, ListPage
+
+if TYPE_CHECKING:
+    from app.config import Policy
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 LIST_PAGE_SIZE = 15  # two blocks an item keeps a page under the 50-block limit
 
@@ -25,22 +41,66 @@ class ListItem:
     status: str
     payload: Any
     created_at: datetime | None
+    decided_by: str | None = None
+    reason: str | None = None
+
+
+def decided_line(item: ListItem) -> str | None:
+    """Who decided and why, as far as Rotor says."""
+    if item.status == Status.PENDING or not (item.decided_by or item.reason):
+        return None
+    verb = "Approved" if item.status == Status.APPROVED else "Rejected"
+    line = verb
+    if item.decided_by:
+        by = item.decided_by
+        line += " by " + (mention(by) if _SLACK_USER.match(by) else code(by, 100))
+    if item.reason:
+        line += ": " + escape(one_line_clean(item.reason, 300))
+    return line
+
+
+def item_line(item: ListItem, now: datetime, policy: Policy | None) -> str:
+    """Title (if the queue has one), queue · job · age, who decided, then summary or payload."""
+    queue = policy.queue(item.queue_name) if policy else None
+    mask = queue.mask if queue else ()
+    when = ago(item.created_at, now)
+    lines = [f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {when}"]
+    if decided := decided_line(item):
+        lines.append(decided)
+    if queue and (queue.title or queue.fields):
+        facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, mask)
+        if queue.title:
+            lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")
+        if queue.fields:
+            summary = (f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in queue.fields)
+            lines.append(escape(" · ".join(summary)))
+    else:
+        lines.append(escape(one_line(item.payload, paths=mask)))
+    return clip("\n".join(lines), 2900)
 
 
 def approvals_list(
-    items: list[ListItem], query: ListQuery, next_cursor: str | None, now: datetime, page: int
+    items: list[ListItem],
+    query: ListQuery,
+    next_cursor: str | None,
+    now: datetime,
+    page: int,
+    policy: Policy | None = None,
+    hidden: int = 0,
 ) -> list[Block]:
-    scope = f" in *{escape(clip(query.queue, 100))}*" if query.queue else ""
+    """`hidden` counts items left out because the person may not decide their queue."""
+    scope = f" in {code(query.queue, 100)}" if query.queue else ""
     title = f"*{query.status.capitalize()} approvals*{scope}"
     if not items:
         title += "\nNothing here."
+    if hidden:
+        title += (
+            f"\n_{hidden} on this page {'is' if hidden == 1 else 'are'} not shown: "
+            "only the approvers of a queue see its approvals._"
+        )
     blocks: list[Block] = [SectionBlock(block_id=f"list-title-{page}", text=mrkdwn(title))]
     for item in items:
-        when = f"{age(item.created_at, now)} ago" if item.created_at else "age unknown"
-        line = (
-            f"*{escape(clip(item.queue_name, 100))}* · `{item.id}` · {when}\n"
-            f"{escape(one_line(item.payload))}"
-        )
+        line = item_line(item, now, policy)
         blocks.append(SectionBlock(block_id=f"item-{item.id}", text=mrkdwn(line)))
         if item.status == Status.PENDING:
             blocks.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
@@ -13,7 +15,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from app.db.models import Approval
-from app.slack.blocks.text import clip, code_block, escape, mrkdwn, pretty_payload
+from app.slack.blocks.text import code, code_block, mrkdwn, pretty_payload
 from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, CallbackId, RejectForm
 
 MODAL_CHUNK_CHARS = 2900
@@ -21,8 +23,7 @@ MODAL_MAX_CHARS = 150_000  # views.open refuses views over 250 KB
 
 
 def _job_on_queue(approval: Approval) -> str:
-    job, queue = escape(clip(approval.job_id, 200)), escape(clip(approval.queue_name, 200))
-    return f"`{job}` on *{queue}*"
+    return f"{code(approval.job_id)} on {code(approval.queue_name)}"
 
 
 def reject_modal(approval: Approval, form: RejectForm) -> View:
@@ -51,8 +52,8 @@ def reject_modal(approval: Approval, form: RejectForm) -> View:
     )
 
 
-def payload_modal(approval: Approval) -> View:
-    text = pretty_payload(approval.payload)
+def payload_modal(approval: Approval, mask: Collection[str] = ()) -> View:
+    text = pretty_payload(approval.payload, mask)
     shown = text[:MODAL_MAX_CHARS]
     chunks = [shown[i : i + MODAL_CHUNK_CHARS] for i in range(0, len(shown), MODAL_CHUNK_CHARS)]
     blocks: list[Block] = [SectionBlock(text=mrkdwn(f"Job {_job_on_queue(approval)}"))]

@@ -9,7 +9,9 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app.db.models import Status
+from app.slack.blocks.approval import title_of
 from app.slack.blocks.modals import payload_modal, reject_modal
+from app.slack.blocks.text import code, escape, mention
 from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm, approval_of
 from app.slack.listeners import services
 from app.slack.respond import open_modal, tell
@@ -28,10 +30,19 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
     await ack()
     if not (approval_id := _button_approval(action)):
         return
-    await services(context).decider.decide(approval_id, body["user"]["id"], Status.APPROVED)
+    decider = services(context).decider
+    await decider.decide(approval_id, body["user"]["id"], Status.APPROVED)
     if body.get("container", {}).get("is_ephemeral"):
-        # The list itself does not change: say it worked.
-        await tell(context["response_url"], f"Approved `{approval_id}`.")
+        # The list itself does not change: say it worked, naming the job, not the opaque id.
+        approval = await services(context).approvals.get(approval_id)
+        if approval is None:
+            await tell(context["response_url"], f"Approved {code(approval_id)}.")
+            return
+        queue = decider.policy.queue(approval.queue_name)
+        job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
+        if queue and queue.title:
+            job = f"*{escape(title_of(approval, queue))}* ({job})"
+        await tell(context["response_url"], f"Approved {job}.")
 
 
 async def reject(
@@ -75,4 +86,21 @@ async def view_payload(
     if approval is None:
         await tell(context["response_url"], "This approval is not stored here.")
         return
-    await open_modal(client, body["trigger_id"], context["response_url"], payload_modal(approval))
+    decider = services(context).decider
+    # Privacy: the whole payload only for those who may decide the queue.
+    if not await decider.may_decide(body["user"]["id"], approval.queue_name):
+        approvers = decider.policy.approvers_for(approval.queue_name) or []
+        who = " ".join(mention(a) for a in approvers[:20])
+        await tell(
+            context["response_url"],
+            f"Only the approvers of {code(approval.queue_name)} can see the full payload: {who}.",
+        )
+        return
+    queue = decider.policy.queue(approval.queue_name)
+    modal = payload_modal(approval, queue.mask if queue else ())
+    await open_modal(client, body["trigger_id"], context["response_url"], modal)
+
+
+async def open_link(ack: AsyncAck) -> None:
+    """ "Open in Rotor" is a URL button: Slack opens the page, and wants an ack."""
+    await ack()

@@ -8,7 +8,13 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from app.db.models import utcnow
 from app.rotor import RotorError
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
-from app.slack.commands import HELP, ListQuery, parse_list_command
+from app.slack.commands import (
+    HELP,
+    ListQuery,
+    looks_like_status,
+    parse_list_command,
+    unknown_word,
+)
 from app.slack.ids import ListPage
 from app.slack.listeners import services
 from app.slack.respond import answer, tell
@@ -19,38 +25,64 @@ async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltCont
     if query is None:
         await ack(text=HELP)
         return
+    known = query.queue is None or services(context).decider.policy.queue(query.queue)
+    if not known and looks_like_status(query.queue):
+        await ack(text=unknown_word(query.queue))
+        return
     await ack()
-    await _send_list(context, query, cursor=None, page=0, replace=False)
+    user = command.get("user_id") or ""
+    await _send_list(context, user, query, cursor=None, page=0, replace=False)
 
 
-async def more(ack: AsyncAck, action: dict, context: AsyncBoltContext) -> None:
+async def more(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
     state = ListPage.load(action["value"])
     if state is None:
         return  # not a value we made
     query = ListQuery(status=state.status, queue=state.queue)
-    await _send_list(context, query, cursor=state.cursor, page=state.page, replace=True)
+    user = (body.get("user") or {}).get("id") or ""
+    await _send_list(context, user, query, cursor=state.cursor, page=state.page, replace=True)
 
 
 async def _send_list(
     context: AsyncBoltContext,
+    user: str,
     query: ListQuery,
     cursor: str | None,
     page: int,
     replace: bool,
 ) -> None:
+    rotor, decider = services(context).rotor, services(context).decider
     try:
-        result = await services(context).rotor.list_approvals(
+        result = await rotor.list_approvals(
             status=query.status, queue=query.queue, limit=LIST_PAGE_SIZE, cursor=cursor
         )
+        if query.queue and not result.approvals and cursor is None:
+            # Nothing listed: a queue neither the policy nor Rotor (in any status) knows?
+            unknown = not decider.policy.queue(query.queue) and not (
+                (await rotor.list_approvals(queue=query.queue, limit=1)).approvals
+            )
+            if unknown:
+                await tell(context["response_url"], unknown_word(query.queue))
+                return
     except RotorError as e:
         await tell(context["response_url"], f"Could not list approvals: {e}")
         return
+    # Privacy: only queues the person may decide (one check per queue on the page).
+    allowed = {
+        q: await decider.may_decide(user, q) for q in {a.queue_name for a in result.approvals}
+    }
     items = [
-        ListItem(a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at)
+        ListItem(
+            a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at, a.decided_by, a.reason
+        )
         for a in result.approvals
+        if allowed[a.queue_name]
     ]
-    listing = approvals_list(items, query, result.next_cursor, utcnow(), page)
+    hidden = len(result.approvals) - len(items)
+    listing = approvals_list(
+        items, query, result.next_cursor, utcnow(), page, decider.policy, hidden
+    )
     await answer(
         context["response_url"],
         text=f"{query.status.capitalize()} approvals",

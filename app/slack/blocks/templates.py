@@ -1,0 +1,137 @@
+"""A queue's `title`, `fields` and `link` templates: checked at start-up, rendered from an
+approval's masked payload. Pure. Payload values are untrusted: each is put on one clean line
+and clipped; the caller escapes where Slack parses mrkdwn, and link values are percent-encoded
+so they cannot change the URL's scheme or host."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from string import Formatter
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from app.slack.blocks.text import clip, escape, mask_secrets, mrkdwn, one_line_clean
+
+MISSING = "?"
+VALUE_CHARS = 200  # one substituted value
+FIELD_CHARS = 1900  # Slack's section field is 2000
+MAX_FIELDS = 10  # Slack's section holds at most 10 fields
+URL_CHARS = 3000  # Slack's button url limit
+RESERVED = ("job_id", "approval_id", "queue")
+_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def check_path(path: str) -> str:
+    if not _PATH.match(path):
+        raise ValueError(f"{path!r} is not a payload path like beneficiary.name")
+    return path
+
+
+def check_template(template: str) -> str:
+    """Raises ValueError saying what is wrong; `{{` and `}}` are literal braces."""
+    try:
+        parts = list(Formatter().parse(template))
+    except ValueError as e:
+        raise ValueError(f"{template!r} is not a template: {e}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"{{{name}}}: formats and conversions are not supported")
+        if not name:
+            raise ValueError("{} needs a payload path, like {amount}")
+        check_path(name)
+    return template
+
+
+def check_link(template: str) -> str:
+    check_template(template)
+    parts = urlsplit(template)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{template!r} must be an http(s) URL")
+    if "{" in parts.netloc or "{" in parts.scheme:
+        raise ValueError("the scheme and host must be written out, not taken from the payload")
+    return template
+
+
+def label(path: str) -> str:
+    """`beneficiary.name` -> "Beneficiary name"."""
+    words = re.sub(r"[._-]+", " ", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", path)).strip()
+    return (words[:1].upper() + words[1:].lower())[:100] or path
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What templates may use: the masked payload and the three reserved names."""
+
+    payload: Any
+    job_id: str
+    approval_id: str
+    queue: str
+
+    @classmethod
+    def of(
+        cls, payload: Any, job_id: str, approval_id: str, queue: str, mask: Collection[str] = ()
+    ) -> Facts:
+        return cls(mask_secrets(payload, paths=mask), job_id, approval_id, queue)
+
+    def value(self, path: str) -> str:
+        """The value at `path`, on one clean clipped line; `?` when the payload lacks it."""
+        if path in RESERVED:
+            raw: Any = getattr(self, path)
+        else:
+            raw = self.payload
+            for key in path.split("."):
+                if isinstance(raw, dict) and key in raw:
+                    raw = raw[key]
+                elif isinstance(raw, list) and key.isdigit() and int(key) < len(raw):
+                    raw = raw[int(key)]
+                else:
+                    return MISSING
+        if raw is None:
+            return MISSING
+        if isinstance(raw, float) and raw.is_integer() and abs(raw) < 1e15:
+            raw = int(raw)  # 48500.0 reads as 48500
+        text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
+        return one_line_clean(text, VALUE_CHARS)
+
+
+def render(template: str, facts: Facts, quote_value: Callable[[str], str] = str) -> str:
+    out = []
+    for literal, name, _, _ in Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append(quote_value(facts.value(name)))
+    return "".join(out)
+
+
+def title(template: str | None, facts: Facts | None, default: str) -> str:
+    """Plain text (never parsed), one line, clipped to the header's 150 characters."""
+    text = render(template, facts) if template and facts else default
+    return clip(one_line_clean(text, 1000), 150)
+
+
+def fields(paths: list[str], facts: Facts) -> list[str]:
+    """`*Label*\\nvalue` mrkdwn, at most ten."""
+    return [
+        clip(f"*{escape(label(p))}*\n{escape(facts.value(p))}", FIELD_CHARS)
+        for p in paths[:MAX_FIELDS]
+    ]
+
+
+def field_objects(paths: list[str], facts: Facts) -> list:
+    return [mrkdwn(f) for f in fields(paths, facts)]
+
+
+def link(template: str | None, facts: Facts) -> str | None:
+    """The rendered URL, or None unless it is http(s) with the template's own host."""
+    if not template:
+        return None
+    url = render(template, facts, lambda v: quote(v, safe=""))
+    parts, meant = urlsplit(url), urlsplit(template)
+    if parts.scheme not in ("http", "https") or parts.netloc != meant.netloc:
+        return None
+    return url if len(url) <= URL_CHARS else None
