@@ -75,6 +75,6 @@ def explained(listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitab
         try:
             await listener(**kwargs)
         except Exception as error:
-            await explain(error, kwargs["context"])
+            await explain(error, kwargs.get("context") or {})
 
     return run
