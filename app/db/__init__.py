@@ -1,6 +1,6 @@
 """Storage (SQLModel on SQLite or PostgreSQL): one module per table, over one `Database`.
 
-`Store` bundles them for the rest of the service: `store.approvals`, `store.outbox`.
+`Store` bundles them for the rest of the service: `store.approvals`, `store.outbox`, `store.pace`.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from app.db.approvals import Approvals
 from app.db.engine import Database
 from app.db.outbox import OutboxTasks
+from app.db.pace import ChannelPace
 
 
 class Store(Database):
@@ -15,3 +16,4 @@ class Store(Database):
         super().__init__(url)
         self.approvals = Approvals(self)
         self.outbox = OutboxTasks(self)
+        self.pace = ChannelPace(self)

@@ -46,7 +46,7 @@ class Outbox(Worker):
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task] = {}
         rate = policy.slack.posts_per_second
-        self.pacer = Pacer(rate)
+        self.pacer = Pacer(rate, store.pace)
         # A lane claims what its pace lets it post in about two seconds, at most 20 tasks; a
         # claimed task is someone else's to retry once its lease runs out.
         self.batch = max(1, min(20, int(rate * 2)))
