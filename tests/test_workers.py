@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import CAROL, make_policy, posted, wait_until
+from tests.conftest import CAROL, OPS, PAYMENTS, make_policy, posted, wait_until
 
 FAST_REMINDERS = make_policy(after="1s", every="1s", escalate_after=2, check_every="200ms")
 FAST_SYNC = make_policy(sync_every="300ms")
@@ -61,3 +61,24 @@ def test_sync_updates_messages_of_approvals_decided_elsewhere(start_service, sla
     assert "Approved* outside Slack" in str(message.blocks)
     assert message.text.startswith("Approved")
     assert not any(b["type"] == "actions" for b in message.blocks)
+
+
+def test_sync_reaches_approvals_beyond_one_page_on_both_sides(start_service, slack, rotor):
+    # 150 pending: more than a page of Rotor's list and of the local scan (100 each).
+    queues = ["payments", "ops", "other"]
+    ids = [rotor.create(queues[i % 3], {"i": i})["id"] for i in range(150)]
+    start_service(make_policy(sync_every="300ms", queues=PAYMENTS + OPS))
+
+    def messages(edited: bool = False) -> list[str]:
+        with slack._lock:  # one pass over the messages, not one a poll for each approval
+            return [
+                m.metadata["event_payload"]["approval_id"]
+                for m in slack.messages
+                if m.metadata and m.edited >= edited
+            ]
+
+    wait_until(lambda: set(messages()) == set(ids), 60, "every missed approval posted")
+    for approval_id in ids:
+        rotor.decide_outside(approval_id, "rejected", "done by hand")
+    wait_until(lambda: set(messages(edited=True)) == set(ids), 60, "every message updated")
+    assert sorted(messages()) == sorted(ids)  # each posted once

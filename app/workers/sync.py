@@ -24,7 +24,7 @@ from app.workers.base import Worker
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # Rotor's largest page
-LOCAL_PAGE_SIZE = 200
+LOCAL_PAGE_SIZE = 100
 
 
 class Sync(Worker):
