@@ -9,6 +9,7 @@ every pending approval; between the two it keeps only the ids Rotor lists as pen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # Rotor's largest page
 LOCAL_PAGE_SIZE = 100
+CHECKS_AT_ONCE = 8  # approvals asked of Rotor at the same time (each is one GET)
 
 
 class Sync(Worker):
@@ -64,16 +66,27 @@ class Sync(Worker):
                     recorded += 1
         decided, after = 0, None
         while ids := await self.approvals.pending_ids(after, LOCAL_PAGE_SIZE):
-            before = decided
-            for approval_id in ids:
-                if approval_id not in pending_in_rotor and await self._one(
-                    self._check_decided, approval_id
-                ):
-                    decided += 1
-            if decided > before:
+            found = await self._check_all([i for i in ids if i not in pending_in_rotor])
+            if found:
+                decided += found
                 self._wake()  # the updates go out while the scan goes on
             after = ids[-1]
         return recorded, decided
+
+    async def _check_all(self, approval_ids: list[str]) -> int:
+        """Ask Rotor about these approvals, a few at a time; how many were decided there."""
+        gate = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+        async def check(approval_id: str) -> bool:
+            async with gate:
+                return await self._one(self._check_decided, approval_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                checks = [group.create_task(check(i)) for i in approval_ids]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # Rotor or the database is down: end the pass
+        return sum(c.result() for c in checks)
 
     async def _one(self, step, item) -> bool:
         """One approval's step; a failure is logged and the pass goes on with the rest."""
