@@ -20,8 +20,12 @@ from app.sandbox.stack import ServiceProcess, ThreadServer, service_env
 
 
 @contextmanager
-def stack(channels: list[str], policy: str, database: str | None, rate: float = 1000.0):
-    """(slack, rotor, service): the stand-ins with the service on them, stopped on exit."""
+def stack(
+    channels: list[str], policy: str, database: str | None, rate: float = 1000.0, replicas: int = 1
+):
+    """(slack, rotor, service): the stand-ins with the service on them, stopped on exit.
+
+    With `replicas` > 1, `service` is a list of that many services on the one database."""
     workdir = Path(tempfile.mkdtemp(prefix="rotor-slack-bench-"))
     keys = new_secrets()
     slack = FakeSlack(
@@ -33,14 +37,40 @@ def stack(channels: list[str], policy: str, database: str | None, rate: float = 
     (workdir / "policy.toml").write_text(policy)
     database = database or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     env = service_env(keys, slack, rotor, database, workdir / "policy.toml")
-    service = ServiceProcess(env, workdir).wait_ready()
-    slack.app_url, rotor.webhook_url = f"{service.url}/slack/events", f"{service.url}/rotor/webhook"
+    services = []
     try:
-        yield slack, rotor, service
+        for n in range(replicas):
+            services.append(ServiceProcess(env, workdir, name=f"service-{n}").wait_ready())
+        service = services[0]
+        slack.app_url = f"{service.url}/slack/events"
+        rotor.webhook_url = f"{service.url}/rotor/webhook"
+        yield slack, rotor, (service if replicas == 1 else services)
     finally:
-        service.stop()
+        for service in services:
+            service.stop()
         for server in servers:
             server.stop()
+
+
+def empty_database(database: str | None) -> None:
+    """Drop every table of a PostgreSQL database, so a run starts from nothing (SQLite runs
+    get a fresh file anyway)."""
+    if database is None or database.startswith("sqlite"):
+        return
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    async def drop() -> None:
+        url = make_url(database).set(drivername="postgresql")
+        conn = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -62,18 +92,24 @@ def _noop(_: int) -> None:
     pass
 
 
-def _send(url: str, secret: str, bodies: list[str]) -> list[int]:
+def _send(url: str, bodies: list[str], secret: str) -> list[int]:
     with httpx.Client(trust_env=False, timeout=30) as http:
         return [
             http.post(url, content=b, headers=sign_webhook(secret, b)).status_code for b in bodies
         ]
 
 
-def deliver(url: str, secret: str, bodies: list[str], senders: int = 2) -> tuple[float, list[int]]:
-    """Send signed webhooks from `senders` processes; (seconds taken, status codes)."""
+def deliver(
+    url: str | list[str], secret: str, bodies: list[str], senders: int = 2
+) -> tuple[float, list[int]]:
+    """Send signed webhooks from `senders` processes, sender i to url i (round robin) when
+    given several; (seconds taken, status codes)."""
+    urls = [url] if isinstance(url, str) else url
     chunks = [bodies[i::senders] for i in range(senders)]
+    targets = [urls[i % len(urls)] for i in range(senders)]
     with ProcessPoolExecutor(senders) as pool:
         list(pool.map(_noop, range(senders)))  # the processes start before the clock does
         started = time.monotonic()
-        codes = [c for part in pool.map(partial(_send, url, secret), chunks) for c in part]
+        parts = pool.map(partial(_send, secret=secret), targets, chunks)
+        codes = [c for part in parts for c in part]
     return time.monotonic() - started, codes

@@ -1,6 +1,7 @@
 """Storage (SQLModel on SQLite or PostgreSQL): one module per table, over one `Database`.
 
-`Store` bundles them for the rest of the service: `store.approvals`, `store.outbox`, `store.votes`.
+`Store` bundles them for the rest of the service: `store.approvals`, `store.outbox`, `store.votes`,
+`store.pace`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from app.db.approvals import Approvals
 from app.db.engine import Database
 from app.db.outbox import OutboxTasks
+from app.db.pace import ChannelPace
 from app.db.votes import Votes
 
 
@@ -17,3 +19,4 @@ class Store(Database):
         self.approvals = Approvals(self)
         self.outbox = OutboxTasks(self)
         self.votes = Votes(self)
+        self.pace = ChannelPace(self)

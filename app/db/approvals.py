@@ -60,11 +60,13 @@ class Approvals:
             rows = await s.exec(select(Approval.id).where(Approval.id.in_(ids)))
             return set(rows.all())
 
-    async def pending(self, limit: int = 1000) -> list[Approval]:
+    async def pending_ids(self, after: str | None, limit: int) -> list[str]:
+        """Ids of pending approvals after `after`, in id order: one page of a keyset scan."""
+        query = select(Approval.id).where(Approval.status == Status.PENDING)
+        if after is not None:
+            query = query.where(Approval.id > after)
         async with self._db.session() as s:
-            rows = await s.exec(
-                select(Approval).where(Approval.status == Status.PENDING).limit(limit)
-            )
+            rows = await s.exec(query.order_by(Approval.id).limit(limit))
             return list(rows.all())
 
     async def decided_since(self, since: datetime, queue: str | None = None) -> list[Approval]:

@@ -86,3 +86,13 @@ class OutboxTask(SQLModel, table=True):
     locked_until: datetime | None = None
     last_error: str | None = None
     failed: bool = False
+
+
+class ChannelPace(SQLModel, table=True):
+    """The next moment a post to a channel may go out, shared by every replica."""
+
+    __tablename__ = "channel_pace"
+
+    channel: str = Field(primary_key=True)
+    # Seconds since the epoch on the database's clock, so replicas' clocks need not agree.
+    next_at: float

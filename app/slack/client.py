@@ -6,7 +6,6 @@ The outbox, and anything else that posts (Home tab, approver checks), share thes
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from app import metrics
+from app.db.pace import ChannelPace
 
 # Slack refused these calls, so they certainly did nothing; after any other failure
 # (timeout, dropped connection, 5xx) the message may have been posted all the same.
@@ -34,20 +34,20 @@ class Permanent(Exception):
 
 
 class Pacer:
-    """At most `per_second` posts a channel; a 429 pauses only that channel."""
+    """At most `per_second` posts a channel, across every replica; a 429 pauses only that
+    channel. The slots live in the database: one round-trip a post."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, slots: ChannelPace) -> None:
         self.interval = 1 / per_second
-        self._next: dict[str, float] = {}  # channel -> monotonic time of its next post
+        self._slots = slots
 
     async def wait(self, channel: str) -> None:
-        wait = self._next.get(channel, 0.0) - time.monotonic()
+        wait = await self._slots.claim(channel, self.interval)
         if wait > 0:
             await asyncio.sleep(wait)
-        self._next[channel] = time.monotonic() + self.interval
 
-    def pause(self, channel: str, seconds: float) -> None:
-        self._next[channel] = time.monotonic() + seconds
+    async def pause(self, channel: str, seconds: float) -> None:
+        await self._slots.push(channel, seconds)
 
 
 async def call(
@@ -72,7 +72,7 @@ async def call(
         if e.response.status_code == 429 or error == "ratelimited":
             delay = float(e.response.headers.get("Retry-After", 1))
             if pacer is not None and paced_channel is not None:
-                pacer.pause(paced_channel, delay)
+                await pacer.pause(paced_channel, delay)
             raise Retry(RATELIMITED, delay) from None
         if e.response.status_code >= 500:
             raise Retry(f"{AMBIGUOUS}: {error}") from None

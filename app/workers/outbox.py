@@ -50,7 +50,7 @@ class Outbox(Worker):
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task] = {}
         rate = policy.slack.posts_per_second
-        self.pacer = Pacer(rate)
+        self.pacer = Pacer(rate, store.pace)
         # A lane claims what its pace lets it post in about two seconds, at most 20 tasks; a
         # claimed task is someone else's to retry once its lease runs out.
         self.batch = max(1, min(20, int(rate * 2)))
@@ -137,6 +137,8 @@ class Outbox(Worker):
                 return False
             await self._fail(task, str(e))
             return False
+        except DatabaseUnavailable:
+            raise  # the lane stops; its lease runs out and the task is tried again
         except Exception as e:
             # A bug, or a payload nothing foresaw: it must not hold up the lane behind it.
             error = f"unexpected: {type(e).__name__}: {e}"[:500]

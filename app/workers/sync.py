@@ -2,12 +2,16 @@
 
 Approvals pending in Rotor that never arrived by webhook are recorded (and so posted); approvals
 this service thinks pending that Rotor says are decided get their message updated.
+
+Both sides are read a page at a time (Rotor's list by its cursor, ours by id), so a pass reaches
+every pending approval; between the two it keeps only the ids Rotor lists as pending.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from app import metrics
 from app.config import Policy
@@ -20,8 +24,9 @@ from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 100
-MAX_PAGES = 100
+PAGE_SIZE = 100  # Rotor's largest page
+LOCAL_PAGE_SIZE = 100
+CHECKS_AT_ONCE = 8  # approvals asked of Rotor at the same time (each is one GET)
 
 
 class Sync(Worker):
@@ -52,19 +57,36 @@ class Sync(Worker):
 
     async def sync_once(self) -> tuple[int, int]:
         """Returns (approvals recorded, approvals found decided elsewhere)."""
-        pending_in_rotor = await self._rotor_pending()
-        known = await self.approvals.known_ids(list(pending_in_rotor))
+        pending_in_rotor: set[str] = set()
         recorded = 0
-        for approval_id, approval in pending_in_rotor.items():
-            if approval_id not in known and await self._one(self._record, approval):
-                recorded += 1
-        decided = 0
-        for row in await self.approvals.pending():
-            if row.id not in pending_in_rotor and await self._one(self._check_decided, row.id):
-                decided += 1
-        if decided:
-            self._wake()
+        async for page in self._rotor_pending(pending_in_rotor):
+            known = await self.approvals.known_ids([a.id for a in page])
+            for approval in page:
+                if approval.id not in known and await self._one(self._record, approval):
+                    recorded += 1
+        decided, after = 0, None
+        while ids := await self.approvals.pending_ids(after, LOCAL_PAGE_SIZE):
+            found = await self._check_all([i for i in ids if i not in pending_in_rotor])
+            if found:
+                decided += found
+                self._wake()  # the updates go out while the scan goes on
+            after = ids[-1]
         return recorded, decided
+
+    async def _check_all(self, approval_ids: list[str]) -> int:
+        """Ask Rotor about these approvals, a few at a time; how many were decided there."""
+        gate = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+        async def check(approval_id: str) -> bool:
+            async with gate:
+                return await self._one(self._check_decided, approval_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                checks = [group.create_task(check(i)) for i in approval_ids]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # Rotor or the database is down: end the pass
+        return sum(c.result() for c in checks)
 
     async def _one(self, step, item) -> bool:
         """One approval's step; a failure is logged and the pass goes on with the rest."""
@@ -98,16 +120,18 @@ class Sync(Worker):
         metrics.observe_decision(real, "outside")
         return True
 
-    async def _rotor_pending(self) -> dict:
-        approvals, cursor = {}, None
-        for _ in range(MAX_PAGES):
+    async def _rotor_pending(self, seen: set[str]) -> AsyncIterator[list[RotorApproval]]:
+        """Rotor's pending approvals a page at a time; their ids are added to `seen`."""
+        cursor = None
+        while True:
             page = await self.rotor.list_approvals(
                 status=Status.PENDING, limit=PAGE_SIZE, cursor=cursor
             )
-            approvals.update((a.id, a) for a in page.approvals)
             if page.skipped:
                 log.warning("sync: Rotor listed %d malformed approval(s): skipped", page.skipped)
+            fresh = [a for a in page.approvals if a.id not in seen]
+            seen.update(a.id for a in fresh)
+            yield fresh
             cursor = page.next_cursor
-            if not cursor:
-                break
-        return approvals
+            if not cursor or not fresh:
+                return  # the end, or a cursor that goes round in circles
