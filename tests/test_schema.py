@@ -86,10 +86,9 @@ async def _upgrade_with_data(url: str) -> tuple:
                 )
             )
         await schema.upgrade(store)
-        pending = await store.approvals.pending()
-        return [
-            (a.id, a.payload, a.status, a.requester) for a in pending
-        ], await store.votes.voters("apv_1")
+        rows = [await store.approvals.get(i) for i in await store.approvals.pending_ids(None, 10)]
+        voters = await store.votes.voters("apv_1")
+        return [(a.id, a.payload, a.status, a.requester) for a in rows], voters
     finally:
         await store.close()
 

@@ -84,7 +84,9 @@ def test_without_an_escalation_channel_and_a_permalink_escalates_in_the_queue_ch
         15,
         "the escalation",
     )[0]
-    assert f"approval `{approval['id']}`" in escalation.text  # no link, the id instead
+    assert (
+        f"`{approval['id']}`" in escalation.text and "<http" not in escalation.text
+    )  # the id, no link
     assert "after 1 reminders" in escalation.text
     assert len(slack.replies(message)) == 1
 
