@@ -56,6 +56,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     migrate: Annotated[bool, typer.Option(help="Upgrade the database schema first.")] = False,
+    fd: Annotated[
+        int | None,
+        typer.Option(help="Serve on this listening socket, handed over by a supervisor."),
+    ] = None,
 ) -> None:
     """Run the service."""
     import uvicorn
@@ -72,8 +76,7 @@ def serve(
     serving.raise_open_files_limit()
     uvicorn.run(
         create_app(settings, policy),
-        host=host,
-        port=port,
+        **({"fd": fd} if fd is not None else {"host": host, "port": port}),
         **serving.LIMITS,
         log_config=None,
         access_log=False,  # our own lines log every step, with the approval id

@@ -156,7 +156,7 @@ def test_postgres_stopped_and_started_under_the_service(cluster, keys, slack, ro
 def test_locked_sqlite_file_defers_webhooks_until_it_is_free(keys, slack, rotor, tmp_path):
     path = tmp_path / "rotor-slack.db"
     service = serve(keys, slack, rotor, tmp_path, f"sqlite+aiosqlite:///{path}")
-    lock = sqlite3.connect(path, isolation_level=None, timeout=0)
+    lock = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
         lock.execute("BEGIN EXCLUSIVE")
         approval = rotor.create("ops", {})

@@ -160,7 +160,7 @@ def test_other_event_types_are_ignored(service, slack, rotor):
 
 def test_bodies_over_one_mebibyte_are_refused(service, slack, rotor):
     document = event("ops", payload={"blob": "x" * (1024 * 1024)})
-    assert send(service, rotor, document).status_code == 413
+    assert refused(lambda: send(service, rotor, document))
 
     # Without a Content-Length (chunked), the limit holds all the same.
     body = json.dumps(document).encode()
@@ -170,11 +170,19 @@ def test_bodies_over_one_mebibyte_are_refused(service, slack, rotor):
             yield body[i : i + 65536]
 
     headers = sign_webhook(rotor.webhook_secret, body.decode())
-    response = httpx.post(
-        service.url + "/rotor/webhook", content=chunks(), headers=headers, trust_env=False
-    )
-    assert response.status_code == 413
+    url = service.url + "/rotor/webhook"
+    assert refused(lambda: httpx.post(url, content=chunks(), headers=headers, trust_env=False))
     assert service.get("/healthz").status_code == 200
+    assert not slack.messages
+
+
+def refused(post) -> bool:
+    """413, or the connection closed while the client was still sending: the service does not
+    read the rest of a body it refused, and the peer's reset can beat the answer to the client."""
+    try:
+        return post().status_code == 413
+    except httpx.TransportError:
+        return True
 
 
 def test_hostile_payload_posts_a_valid_message_with_nothing_live(service, slack, rotor):

@@ -27,7 +27,7 @@ def bind(port: int) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    sock.listen(128)
+    sock.listen(1024)
     return sock
 
 
@@ -78,17 +78,22 @@ class ServiceProcess:
     """A running `rotor-slack serve`, its output in a log file."""
 
     def __init__(self, env: dict[str, str], workdir: Path, name: str = "service") -> None:
-        self.env, self.port = env, free_port()
+        # The socket is bound here and handed over, so no other test can take its port between
+        # choosing it and the service binding it.
+        sock = bind(0)
+        self.env, self.port = env, sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"{name}.log"
         self._http = httpx.Client(trust_env=False, timeout=10)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--migrate", "--port", str(self.port)],
-            env=env,
-            cwd=workdir,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        with sock:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--migrate", "--fd", str(sock.fileno())],
+                env=env,
+                cwd=workdir,
+                stdout=self.log.open("w"),
+                stderr=subprocess.STDOUT,
+                pass_fds=[sock.fileno()],
+            )
 
     def wait_ready(self, timeout: float = 20.0) -> ServiceProcess:
         deadline = time.monotonic() + timeout
