@@ -13,6 +13,8 @@ from string import Formatter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from app.payload import MISSING as NOT_THERE
+from app.payload import at_path
 from app.slack.blocks.text import clip, escape, mask_secrets, mrkdwn, one_line_clean
 
 MISSING = "?"
@@ -83,15 +85,8 @@ class Facts:
         if path in RESERVED:
             raw: Any = getattr(self, path)
         else:
-            raw = self.payload
-            for key in path.split("."):
-                if isinstance(raw, dict) and key in raw:
-                    raw = raw[key]
-                elif isinstance(raw, list) and key.isdigit() and int(key) < len(raw):
-                    raw = raw[int(key)]
-                else:
-                    return MISSING
-        if raw is None:
+            raw = at_path(self.payload, path)
+        if raw is None or raw is NOT_THERE:
             return MISSING
         if isinstance(raw, float) and raw.is_integer() and abs(raw) < 1e15:
             raw = int(raw)  # 48500.0 reads as 48500
