@@ -72,17 +72,25 @@ def test_quorum_progress_then_one_decision_naming_every_approver(service, slack,
     assert len(dm) == 1 and "Approved" in dm[0].text and "<@U0DAVE>" in dm[0].text
 
 
-def test_two_final_approvals_at_once_make_one_rotor_call(service, slack, rotor):
+def test_two_final_approvals_at_once_make_one_rotor_call(service, start_service, slack, rotor):
+    other = start_service(make_policy(queues=QUORUM))  # a second replica on the same database
     approval = rotor.enqueue("payments", {"amount": 1})
     message = posted(slack, approval["id"])
     slack.click(CAROL, message, "approve")
     wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
     rotor.latency = 0.5  # the last two clicks overlap while Rotor thinks
+    replica = {DAVE: f"{service.url}/slack/events", ERIN: f"{other.url}/slack/events"}
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda user: slack.click(user, message, "approve"), [DAVE, ERIN]))
+        codes = list(
+            pool.map(
+                lambda user: slack.click(user, message, "approve", app_url=replica[user]),
+                [DAVE, ERIN],
+            )
+        )
+    assert codes == [200, 200]
     decided(slack, approval["id"])
     wait_until(lambda: notices(slack, DAVE) or notices(slack, ERIN), what="the loser told")
-    assert rotor.decisions == [(approval["id"], "approved")]
+    assert rotor.decision_calls == [(approval["id"], "approved")]
 
 
 def test_a_reject_ends_a_quorum_and_shows_who_had_approved(service, slack, rotor):
