@@ -174,14 +174,7 @@ def test_refused_channel_falls_back_to_the_default_with_a_note(
     )
     assert "approval_id=" + stuck["id"] in service.output()
     slack.absent_from = set()
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "retry-failed"],
-        env=service.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0 and "1 failed task(s) queued again" in result.stdout
+    assert "1 failed task(s) queued again" in retry_failed(service, tmp_path)
     assert posted(slack, stuck["id"]).channel == "C0FINANCE"
 
 

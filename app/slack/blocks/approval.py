@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 _URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto:\S*")
 
 
+def people(users: list[str]) -> str:
+    """Slack user ids as mentions, in order."""
+    return ", ".join(f"<@{u}>" for u in users)
+
+
 @dataclass(frozen=True)
 class Quorum:
     """How many distinct approvers a job needs, and who has approved so far, in order."""
@@ -48,7 +53,7 @@ class Quorum:
     voters: list[str] = field(default_factory=list)
 
     def progress(self) -> str:
-        who = ", ".join(f"<@{v}>" for v in self.voters) or "nobody yet"
+        who = people(self.voters) or "nobody yet"
         return f"*{len(self.voters)} of {self.required} approvals:* {who}"
 
 
@@ -70,7 +75,7 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     if approval.expired:
         verb, icon, who = "Expired", ":hourglass:", "with no decision"
     elif approval.status == Status.APPROVED and voters:
-        who = "by " + ", ".join(f"<@{v}>" for v in voters)
+        who = "by " + people(voters)
     elif approval.decided_by:
         who = f"by <@{approval.decided_by}>"
     else:
@@ -80,7 +85,7 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     if approval.reason:
         line += "\n*Reason:* " + escape(clip(approval.reason, 2000))
     if approval.status == Status.REJECTED and voters:
-        line += "\n*Approved before:* " + ", ".join(f"<@{v}>" for v in voters)
+        line += "\n*Approved before:* " + people(voters)
     return line
 
 
