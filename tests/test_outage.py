@@ -20,10 +20,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import exc as sa
+from sqlalchemy import text
 
+from app.db.engine import Database
+from app.errors import DatabaseUnavailable
 from app.sandbox.rotor import sign_webhook
 from app.sandbox.stack import ServiceProcess, free_port, service_env
-from tests.conftest import CAROL, make_policy, posted, wait_until
+from tests.conftest import CAROL, PG_URL, make_policy, posted, wait_until
 from tests.test_decisions import decided, notices
 
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
@@ -177,3 +181,25 @@ def test_locked_sqlite_file_defers_webhooks_until_it_is_free(keys, slack, rotor,
     finally:
         lock.close()
         service.stop()
+
+
+def test_a_connection_cut_by_the_server_is_an_outage_not_a_bug():
+    """Failover, a restart, "the database system is starting up": PostgreSQL says so with SQLSTATE
+    classes 08 and 57, which asyncpg's adapter raises as a bare DBAPIError."""
+    if not PG_URL:
+        pytest.skip("ROTOR_SLACK_TEST_DATABASE_URL is not set")
+
+    async def cut() -> None:
+        database = Database(PG_URL)
+        try:
+            with pytest.raises(DatabaseUnavailable, match="terminating connection"):
+                async with database.session() as session:
+                    await session.exec(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            with pytest.raises(sa.ProgrammingError):  # a mistake in SQL is still a bug to see
+                async with database.session() as session:
+                    await session.exec(text("SELECT * FROM no_such_table"))
+            await database.ping()  # and the next session gets a fresh connection
+        finally:
+            await database.close()
+
+    asyncio.run(cut())

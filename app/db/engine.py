@@ -17,6 +17,10 @@ SQLITE_BUSY_SECONDS = 5
 
 # What a stopped, unreachable, locked or read-only database raises (not a constraint or a bug).
 _UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError)
+# PostgreSQL's classes for the same, whatever exception class the driver maps them to: connection
+# exception (08), insufficient resources (53), operator intervention (57: shutting down, "the
+# database system is starting up").
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57")
 
 
 class Database:
@@ -33,7 +37,7 @@ class Database:
         try:
             async with self.sessions() as session, session.begin():
                 yield session
-        except _UNAVAILABLE as e:
+        except (*_UNAVAILABLE, sa.DBAPIError) as e:
             if not is_outage(e):
                 raise
             raise DatabaseUnavailable(describe(e)) from e
@@ -46,6 +50,11 @@ class Database:
 def is_outage(error: BaseException) -> bool:
     """SQLite says OperationalError for a schema mistake too ("no such table"): that is a bug
     to see, not an outage to wait out."""
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return True
+    if not isinstance(error, _UNAVAILABLE):
+        return bool(getattr(error, "connection_invalidated", False))
     return not (isinstance(error, sa.OperationalError) and "no such " in str(error.orig))
 
 
