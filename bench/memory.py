@@ -14,7 +14,7 @@ import time
 
 from harness import deliver, peak_rss_mb, stack
 
-from app.sandbox.slack import Fault
+from app.sandbox.slack_objects import Fault
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from app import errors
 from app.config import QueuePolicy
 from app.db.models import Approval, Status
-from app.sandbox.slack import MODAL_BLOCKS_MAX, validate_blocks
+from app.sandbox.slack_objects import MODAL_BLOCKS_MAX, validate_blocks
 from app.slack.blocks import templates
 from app.slack.blocks.approval import Message, approval_message, escalation_text, reminder_text
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.sandbox.slack import Fault, Message
+from app.sandbox.slack_objects import Fault, Message
 from tests.conftest import CAROL, DAVE, MALLORY, posted, set_claim, stored, wait_until
 
 

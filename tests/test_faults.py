@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from app.sandbox.slack import Fault
+from app.sandbox.slack_objects import Fault
 from tests.conftest import (
     CAROL,
     OPS,

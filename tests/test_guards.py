@@ -16,7 +16,7 @@ import pytest
 
 from app.asgi import BODY_SECONDS, BUFFER_BYTES
 from app.sandbox.rotor import new_approval_id, sign_webhook
-from app.sandbox.slack import sign_slack
+from app.sandbox.slack_people import sign_slack
 from app.serving import HEADER_SECONDS, WAITING_MAX
 from app.webhooks import MAX_BODY
 from tests.conftest import wait_until

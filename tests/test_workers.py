@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.sandbox.slack import Fault
+from app.sandbox.slack_objects import Fault
 from tests.conftest import CAROL, drained, make_policy, posted, stored, wait_until
 
 FAST_REMINDERS = make_policy(after="1s", every="1s", escalate_after=2, check_every="200ms")

@@ -9,172 +9,46 @@ Slack would when a person clicks, submits a modal or runs a slash command.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import itertools
 import json
 import math
-import random
 import re
 import secrets
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX = 50, 100
-MESSAGE_CHARS_MAX = 13_000  # msg_blocks_too_long beyond about this many characters
-TEXT_MAX = 4_000
-VIEW_BYTES_MAX = 250_000
-TRIGGER_SECONDS = 3.0
-RESPONSE_URL_USES = 5
-TEAM = "T0SANDBOX"
-BOT_USER = "U0ROTORBOT"
-
-
-class SlackError(Exception):
-    def __init__(self, error: str, status: int = 200, headers: dict | None = None) -> None:
-        super().__init__(error)
-        self.error, self.status, self.headers = error, status, headers or {}
-
-
-@dataclass
-class Message:
-    channel: str
-    ts: str
-    text: str
-    blocks: list[dict]
-    user: str = BOT_USER
-    thread_ts: str | None = None
-    metadata: dict | None = None
-    edited: bool = False
-
-
-@dataclass
-class Ephemeral:
-    id: int
-    channel: str
-    user: str
-    text: str
-    blocks: list[dict]
-
-
-@dataclass
-class ResponseUrl:
-    user: str
-    channel: str
-    message_ts: str | None = None  # a channel message the action came from
-    ephemeral_id: int | None = None  # or an ephemeral message
-    uses: int = 0
-
-
-@dataclass
-class Fault:
-    """Answer calls of `method` ("*" for all) with `status` / `error` instead of doing them.
-
-    `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
-    `delay` answers that late (a timeout for the client); `after_effect` does the call first,
-    so the caller cannot know it happened; `threaded` True or False hits only thread replies or
-    only top-level posts.
-    """
-
-    method: str
-    count: int | None = 1
-    share: float = 1.0
-    status: int = 500
-    error: str = "internal_error"
-    retry_after: int | None = None
-    delay: float = 0.0
-    after_effect: bool = False
-    channel: str | None = None
-    threaded: bool | None = None
-
-    def hits(self, method: str, args: dict) -> bool:
-        return (
-            self.method in (method, "*")
-            and (self.count is None or self.count > 0)
-            and (self.channel is None or args.get("channel") == self.channel)
-            and (self.threaded is None or bool(args.get("thread_ts")) == self.threaded)
-            and random.random() < self.share
-        )
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float = field(default_factory=time.monotonic)
-
-
-def validate_blocks(blocks: Any, modal: bool = False) -> None:
-    """Raise SlackError('invalid_blocks' / 'msg_blocks_too_long') as Slack would."""
-    limit = MODAL_BLOCKS_MAX if modal else MESSAGE_BLOCKS_MAX
-    if not isinstance(blocks, list) or len(blocks) > limit:
-        raise SlackError("invalid_blocks")
-    block_ids, action_ids = set(), set()
-    for raw in blocks:
-        if not isinstance(raw, dict):
-            raise SlackError("invalid_blocks")
-        try:
-            parsed = Block.parse(dict(raw))
-            if parsed is None:
-                raise SlackError("invalid_blocks")
-            parsed.to_dict()  # runs slack_sdk's validators (lengths, counts)
-        except (SlackObjectFormationError, TypeError, ValueError, AttributeError):
-            raise SlackError("invalid_blocks") from None
-        block_id = raw.get("block_id")
-        if block_id is not None:
-            if block_id in block_ids:
-                raise SlackError("invalid_blocks")
-            block_ids.add(block_id)
-        for element in raw.get("elements") or []:
-            if isinstance(element, dict) and "action_id" in element:
-                if element["action_id"] in action_ids:
-                    raise SlackError("invalid_blocks")
-                action_ids.add(element["action_id"])
-    if not modal and _text_length(blocks) > MESSAGE_CHARS_MAX:
-        raise SlackError("msg_blocks_too_long")
-
-
-def _text_length(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, dict):
-        return sum(_text_length(v) for v in value.values())
-    if isinstance(value, list):
-        return sum(_text_length(v) for v in value)
-    return 0
-
-
-def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    base = f"v0:{timestamp}:{body}".encode()
-    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-
+from app.sandbox.slack_objects import (
+    BOT_USER,
+    RESPONSE_URL_USES,
+    TEAM,
+    TEXT_MAX,
+    TRIGGER_SECONDS,
+    VIEW_BYTES_MAX,
+    Ephemeral,
+    Fault,
+    Message,
+    ResponseUrl,
+    SlackError,
+    _Bucket,
+    dm_channel,
+    validate_blocks,
+)
+from app.sandbox.slack_people import PeopleInSlack
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
-def dm_channel(user: str) -> str:
-    """The id of the app's DM with a user (Slack answers a D… id for a post to a user id)."""
-    return "D" + user[1:]
-
-
-class FakeSlack:
+class FakeSlack(PeopleInSlack):
     def __init__(
         self,
         token: str,
@@ -463,140 +337,3 @@ class FakeSlack:
         trigger = f"{next(self._ids)}.{secrets.token_hex(6)}"
         self._triggers[trigger] = (time.monotonic(), user)
         return trigger
-
-    # --- people acting in Slack: signed requests to the app ---------------------------------
-
-    def _send(
-        self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
-    ) -> httpx.Response:
-        body = urllib.parse.urlencode(form)
-        headers = sign_slack(self.signing_secret, body, timestamp)
-        return self._http.post(app_url or self.app_url, content=body, headers=headers)
-
-    def click(
-        self,
-        user: str,
-        source: Message | Ephemeral,
-        action_prefix: str,
-        value: str | None = None,
-        forge: dict | None = None,
-        app_url: str | None = None,
-    ) -> httpx.Response:
-        """Click the first button whose action_id starts with `action_prefix` (and has `value`).
-
-        `forge` overrides fields of the signed request, to see what the service does with values
-        it did not make: `{"value": …}` on the action, any other key on the payload.
-        `app_url` sends this one click to another replica than `self.app_url`.
-        """
-        with self._lock:
-            block, button = _find_button(source.blocks, action_prefix, value)
-            ephemeral = isinstance(source, Ephemeral)
-            target = ResponseUrl(
-                user,
-                source.channel,
-                message_ts=None if ephemeral else source.ts,
-                ephemeral_id=source.id if ephemeral else None,
-            )
-            payload = {
-                "type": "block_actions",
-                "team": {"id": TEAM, "domain": "sandbox"},
-                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-                "api_app_id": "A0ROTORSLACK",
-                "token": "unused",
-                "container": {
-                    "type": "message",
-                    "channel_id": source.channel,
-                    "is_ephemeral": ephemeral,
-                    **({} if ephemeral else {"message_ts": source.ts}),
-                },
-                "trigger_id": self._new_trigger(user),
-                "channel": {"id": source.channel, "name": source.channel.lower()},
-                "response_url": self._new_response_url(target),
-                "actions": [
-                    {
-                        "type": "button",
-                        "action_id": button["action_id"],
-                        "block_id": block.get("block_id", ""),
-                        "value": button.get("value"),
-                        "text": button["text"],
-                        "action_ts": f"{time.time():.6f}",
-                    }
-                ],
-            }
-            if not ephemeral:
-                payload["message"] = {"ts": source.ts, "text": source.text, "blocks": source.blocks}
-            forge = dict(forge or {})
-            if "value" in forge:
-                payload["actions"][0]["value"] = forge.pop("value")
-            payload.update(forge)
-        return self._send({"payload": json.dumps(payload)}, app_url=app_url)
-
-    def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
-        """Submit a modal; `values` maps block_id -> action_id -> typed text."""
-        with self._lock:
-            view = self.views[view_id]
-        state = {
-            block: {action: {"type": "plain_text_input", "value": text}}
-            for block, actions in values.items()
-            for action, text in actions.items()
-        }
-        payload = {
-            "type": "view_submission",
-            "team": {"id": TEAM, "domain": "sandbox"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-            "api_app_id": "A0ROTORSLACK",
-            "token": "unused",
-            "trigger_id": self._new_trigger(user),
-            "view": {
-                "id": view_id,
-                "type": "modal",
-                "callback_id": view.get("callback_id"),
-                "private_metadata": view.get("private_metadata", ""),
-                "blocks": view.get("blocks", []),
-                "state": {"values": state},
-                "hash": secrets.token_hex(4),
-            },
-        }
-        return self._send({"payload": json.dumps(payload)})
-
-    def slash(self, user: str, channel: str, text: str, command: str = "/approvals"):
-        """Run a slash command; an ack that carries a message shows it to the user."""
-        with self._lock:
-            response_url = self._new_response_url(ResponseUrl(user, channel))
-            trigger = self._new_trigger(user)
-        form = {
-            "token": "unused",
-            "team_id": TEAM,
-            "channel_id": channel,
-            "user_id": user,
-            "command": command,
-            "text": text,
-            "response_url": response_url,
-            "trigger_id": trigger,
-            "api_app_id": "A0ROTORSLACK",
-        }
-        response = self._send(form)
-        if response.status_code == 200 and response.content:
-            # Slack shows an ack's body to the user: JSON with text/blocks, or plain text.
-            is_json = response.headers.get("content-type", "").startswith("application/json")
-            body = response.json() if is_json else {"text": response.text}
-            with self._lock:
-                self.ephemerals.append(
-                    Ephemeral(
-                        next(self._ids), channel, user, body.get("text", ""), body.get("blocks", [])
-                    )
-                )
-        return response
-
-
-def _find_button(blocks: list[dict], prefix: str, value: str | None) -> tuple[dict, dict]:
-    for block in blocks:
-        for element in block.get("elements") or []:
-            if (
-                isinstance(element, dict)
-                and element.get("type") == "button"
-                and element.get("action_id", "").startswith(prefix)
-                and (value is None or element.get("value") == value)
-            ):
-                return block, element
-    raise LookupError(f"no button {prefix!r} in the message")

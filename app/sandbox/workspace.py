@@ -22,7 +22,8 @@ from app import clock
 from app.config import Policy
 from app.sandbox.origin import SameOriginOnly
 from app.sandbox.rotor import FakeRotor
-from app.sandbox.slack import Ephemeral, FakeSlack, Message, dm_channel
+from app.sandbox.slack import FakeSlack
+from app.sandbox.slack_objects import Ephemeral, Message, dm_channel
 
 VISITOR = "U0VISITOR"
 

@@ -1,0 +1,139 @@
+"""What the Slack stand-in keeps (messages, ephemerals, response URLs, faults to inject) and the
+Block Kit rules it enforces as Slack does."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
+MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX = 50, 100
+MESSAGE_CHARS_MAX = 13_000  # msg_blocks_too_long beyond about this many characters
+TEXT_MAX = 4_000
+VIEW_BYTES_MAX = 250_000
+TRIGGER_SECONDS = 3.0
+RESPONSE_URL_USES = 5
+TEAM = "T0SANDBOX"
+BOT_USER = "U0ROTORBOT"
+
+
+class SlackError(Exception):
+    def __init__(self, error: str, status: int = 200, headers: dict | None = None) -> None:
+        super().__init__(error)
+        self.error, self.status, self.headers = error, status, headers or {}
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict]
+    user: str = BOT_USER
+    thread_ts: str | None = None
+    metadata: dict | None = None
+    edited: bool = False
+
+
+@dataclass
+class Ephemeral:
+    id: int
+    channel: str
+    user: str
+    text: str
+    blocks: list[dict]
+
+
+@dataclass
+class ResponseUrl:
+    user: str
+    channel: str
+    message_ts: str | None = None  # a channel message the action came from
+    ephemeral_id: int | None = None  # or an ephemeral message
+    uses: int = 0
+
+
+@dataclass
+class Fault:
+    """Answer calls of `method` ("*" for all) with `status` / `error` instead of doing them.
+
+    `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
+    `delay` answers that late (a timeout for the client); `after_effect` does the call first,
+    so the caller cannot know it happened; `threaded` True or False hits only thread replies or
+    only top-level posts.
+    """
+
+    method: str
+    count: int | None = 1
+    share: float = 1.0
+    status: int = 500
+    error: str = "internal_error"
+    retry_after: int | None = None
+    delay: float = 0.0
+    after_effect: bool = False
+    channel: str | None = None
+    threaded: bool | None = None
+
+    def hits(self, method: str, args: dict) -> bool:
+        return (
+            self.method in (method, "*")
+            and (self.count is None or self.count > 0)
+            and (self.channel is None or args.get("channel") == self.channel)
+            and (self.threaded is None or bool(args.get("thread_ts")) == self.threaded)
+            and random.random() < self.share
+        )
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float = field(default_factory=time.monotonic)
+
+
+def validate_blocks(blocks: Any, modal: bool = False) -> None:
+    """Raise SlackError('invalid_blocks' / 'msg_blocks_too_long') as Slack would."""
+    limit = MODAL_BLOCKS_MAX if modal else MESSAGE_BLOCKS_MAX
+    if not isinstance(blocks, list) or len(blocks) > limit:
+        raise SlackError("invalid_blocks")
+    block_ids, action_ids = set(), set()
+    for raw in blocks:
+        if not isinstance(raw, dict):
+            raise SlackError("invalid_blocks")
+        try:
+            parsed = Block.parse(dict(raw))
+            if parsed is None:
+                raise SlackError("invalid_blocks")
+            parsed.to_dict()  # runs slack_sdk's validators (lengths, counts)
+        except (SlackObjectFormationError, TypeError, ValueError, AttributeError):
+            raise SlackError("invalid_blocks") from None
+        block_id = raw.get("block_id")
+        if block_id is not None:
+            if block_id in block_ids:
+                raise SlackError("invalid_blocks")
+            block_ids.add(block_id)
+        for element in raw.get("elements") or []:
+            if isinstance(element, dict) and "action_id" in element:
+                if element["action_id"] in action_ids:
+                    raise SlackError("invalid_blocks")
+                action_ids.add(element["action_id"])
+    if not modal and _text_length(blocks) > MESSAGE_CHARS_MAX:
+        raise SlackError("msg_blocks_too_long")
+
+
+def _text_length(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_length(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_text_length(v) for v in value)
+    return 0
+
+
+def dm_channel(user: str) -> str:
+    """The id of the app's DM with a user (Slack answers a D… id for a post to a user id)."""
+    return "D" + user[1:]

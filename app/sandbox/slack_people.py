@@ -1,0 +1,165 @@
+"""People acting in the Slack stand-in: the signed requests Slack sends the app when someone
+clicks a button, submits a modal or runs a slash command."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import urllib.parse
+
+import httpx
+
+from app.sandbox.slack_objects import TEAM, Ephemeral, Message, ResponseUrl
+
+
+def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body}".encode()
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+class PeopleInSlack:
+    """Mixed into FakeSlack: what its people do, sent to the app as Slack sends it."""
+
+    def _send(
+        self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
+    ) -> httpx.Response:
+        body = urllib.parse.urlencode(form)
+        headers = sign_slack(self.signing_secret, body, timestamp)
+        return self._http.post(app_url or self.app_url, content=body, headers=headers)
+
+    def click(
+        self,
+        user: str,
+        source: Message | Ephemeral,
+        action_prefix: str,
+        value: str | None = None,
+        forge: dict | None = None,
+        app_url: str | None = None,
+    ) -> httpx.Response:
+        """Click the first button whose action_id starts with `action_prefix` (and has `value`).
+
+        `forge` overrides fields of the signed request, to see what the service does with values
+        it did not make: `{"value": …}` on the action, any other key on the payload.
+        `app_url` sends this one click to another replica than `self.app_url`.
+        """
+        with self._lock:
+            block, button = _find_button(source.blocks, action_prefix, value)
+            ephemeral = isinstance(source, Ephemeral)
+            target = ResponseUrl(
+                user,
+                source.channel,
+                message_ts=None if ephemeral else source.ts,
+                ephemeral_id=source.id if ephemeral else None,
+            )
+            payload = {
+                "type": "block_actions",
+                "team": {"id": TEAM, "domain": "sandbox"},
+                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+                "api_app_id": "A0ROTORSLACK",
+                "token": "unused",
+                "container": {
+                    "type": "message",
+                    "channel_id": source.channel,
+                    "is_ephemeral": ephemeral,
+                    **({} if ephemeral else {"message_ts": source.ts}),
+                },
+                "trigger_id": self._new_trigger(user),
+                "channel": {"id": source.channel, "name": source.channel.lower()},
+                "response_url": self._new_response_url(target),
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": button["action_id"],
+                        "block_id": block.get("block_id", ""),
+                        "value": button.get("value"),
+                        "text": button["text"],
+                        "action_ts": f"{time.time():.6f}",
+                    }
+                ],
+            }
+            if not ephemeral:
+                payload["message"] = {"ts": source.ts, "text": source.text, "blocks": source.blocks}
+            forge = dict(forge or {})
+            if "value" in forge:
+                payload["actions"][0]["value"] = forge.pop("value")
+            payload.update(forge)
+        return self._send({"payload": json.dumps(payload)}, app_url=app_url)
+
+    def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
+        """Submit a modal; `values` maps block_id -> action_id -> typed text."""
+        with self._lock:
+            view = self.views[view_id]
+        state = {
+            block: {action: {"type": "plain_text_input", "value": text}}
+            for block, actions in values.items()
+            for action, text in actions.items()
+        }
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM, "domain": "sandbox"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "api_app_id": "A0ROTORSLACK",
+            "token": "unused",
+            "trigger_id": self._new_trigger(user),
+            "view": {
+                "id": view_id,
+                "type": "modal",
+                "callback_id": view.get("callback_id"),
+                "private_metadata": view.get("private_metadata", ""),
+                "blocks": view.get("blocks", []),
+                "state": {"values": state},
+                "hash": secrets.token_hex(4),
+            },
+        }
+        return self._send({"payload": json.dumps(payload)})
+
+    def slash(self, user: str, channel: str, text: str, command: str = "/approvals"):
+        """Run a slash command; an ack that carries a message shows it to the user."""
+        with self._lock:
+            response_url = self._new_response_url(ResponseUrl(user, channel))
+            trigger = self._new_trigger(user)
+        form = {
+            "token": "unused",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": command,
+            "text": text,
+            "response_url": response_url,
+            "trigger_id": trigger,
+            "api_app_id": "A0ROTORSLACK",
+        }
+        response = self._send(form)
+        if response.status_code == 200 and response.content:
+            # Slack shows an ack's body to the user: JSON with text/blocks, or plain text.
+            is_json = response.headers.get("content-type", "").startswith("application/json")
+            body = response.json() if is_json else {"text": response.text}
+            with self._lock:
+                self.ephemerals.append(
+                    Ephemeral(
+                        next(self._ids), channel, user, body.get("text", ""), body.get("blocks", [])
+                    )
+                )
+        return response
+
+
+def _find_button(blocks: list[dict], prefix: str, value: str | None) -> tuple[dict, dict]:
+    for block in blocks:
+        for element in block.get("elements") or []:
+            if (
+                isinstance(element, dict)
+                and element.get("type") == "button"
+                and element.get("action_id", "").startswith(prefix)
+                and (value is None or element.get("value") == value)
+            ):
+                return block, element
+    raise LookupError(f"no button {prefix!r} in the message")
