@@ -42,9 +42,10 @@ class Target:
 DECISION_TESTS = (
     "tests/test_decisions.py",
     "tests/test_slash.py",
+    "tests/test_quorum.py",
     "-k",
     SQLITE_ONLY + "(concurrent or crashed or unauthorized or elsewhere or rotor_down or lost "
-    "or never_seen)",
+    "or never_seen or final_vote or requester_cannot or quorum_progress)",
 )
 
 # In priority order: a run with a time budget does the first ones first.
@@ -72,10 +73,11 @@ TARGETS = [
         "app/webhooks.py",
         ("PendingEvent", "verify", "parse", "webhook_endpoint"),
         (
+            "tests/test_webhook_intake.py",  # in-process: most mutants die here in seconds
             "tests/test_webhooks.py",
             "-k",
-            SQLITE_ONLY + "(queue_channel or redelivery or signatures or malformed or ignored "
-            "or count_webhook)",
+            "webhook_intake or " + SQLITE_ONLY + "(queue_channel or redelivery or signatures "
+            "or malformed or ignored or count_webhook)",
         ),
     ),
     Target(
@@ -88,10 +90,13 @@ TARGETS = [
             "OutboxTasks.finish",
         ),
         (
+            "tests/test_outbox_store.py",  # a real SQLite file, no service: seconds
             "tests/test_faults.py",
             "tests/test_webhooks.py",
             "-k",
-            SQLITE_ONLY + "(hands_back or crash_after or storm or redelivery_posts_once)",
+            "outbox_store or "
+            + SQLITE_ONLY
+            + "(hands_back or crash_after or storm or redelivery_posts_once)",
         ),
     ),
 ]

@@ -92,6 +92,10 @@ def test_unauthorized_click_changes_nothing(service, slack, rotor, database_url)
     assert stored(database_url, approval["id"])[0].claimed_by is None
     assert not slack.find(approval["id"])[0].edited
     assert slack.views == {}
+    assert 'rotor_slack_decisions_total{outcome="forbidden"} 2.0' in service.get("/metrics").text
+    # One line (the second is folded into it): whom and what, for the operator.
+    refused = [line for line in service.output().splitlines() if "refused: not an approver" in line]
+    assert f"approval_id={approval['id']}" in refused[0] and f"user={MALLORY}" in refused[0]
 
 
 def test_queue_without_approvers_lets_anyone_decide(service, slack, rotor):
@@ -214,6 +218,7 @@ def test_reply_lost_after_rotor_decided_is_still_our_decision(service, slack, ro
     assert f"Rejected* by <@{CAROL}>" in text and "not now" in text
     assert rotor.decision_calls == [(approval["id"], "rejected")] * 2
     assert rotor.decisions == [(approval["id"], "rejected")]
+    assert rotor.approvals[approval["id"]]["reason"] == "not now"
     assert notices(slack, CAROL) == []
     assert message.ts == slack.find(approval["id"])[0].ts
 

@@ -107,6 +107,21 @@ def test_a_reject_ends_a_quorum_and_shows_who_had_approved(service, slack, rotor
     assert rotor.decisions == [(approval["id"], "rejected")]
 
 
+def test_a_final_vote_rotor_refused_is_withdrawn_so_a_click_again_decides(service, slack, rotor):
+    approval = rotor.enqueue("payments", {"amount": 3})
+    message = posted(slack, approval["id"])
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
+    rotor.down_status = 503
+    slack.click(DAVE, message, "approve")
+    wait_until(lambda: notices(slack, DAVE), what="the notice")
+    assert notices(slack, DAVE)[0].startswith("Could not approve: Rotor answered HTTP 503.")
+    rotor.down_status = None
+    slack.click(DAVE, message, "approve")  # counted again, not "you approved already"
+    assert "<@U0CAROL>, <@U0DAVE>" in outcome(decided(slack, approval["id"]))
+    assert len(notices(slack, DAVE)) == 1 and rotor.decisions == [(approval["id"], "approved")]
+
+
 def test_the_requester_cannot_approve_but_may_withdraw(service, slack, rotor):
     by_email = rotor.enqueue("payments", {"requestedBy": "Mallory@Example.com"})
     by_id = rotor.enqueue("ops", {"meta": {"owner": CAROL}})
@@ -119,6 +134,7 @@ def test_the_requester_cannot_approve_but_may_withdraw(service, slack, rotor):
     for user in (MALLORY, CAROL):
         assert notices(slack, user) == ["You requested this job, so someone else must approve it."]
     assert rotor.decisions == []
+    assert 'rotor_slack_decisions_total{outcome="forbidden"} 2.0' in service.get("/metrics").text
     slack.click(CAROL, second, "reject")
     view_id = wait_until(lambda: list(slack.views), what="the reason modal")[0]
     slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "not needed after all"}})

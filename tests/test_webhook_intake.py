@@ -110,6 +110,19 @@ def test_unsigned_is_401(tmp_path):
     assert answer["error"].startswith("signature check failed: ")
 
 
+def test_signed_bodies_are_parsed_after_the_signature_check(tmp_path):
+    # The signature is checked on the bytes: a signed body that is not JSON, or nested too
+    # deep, is refused for what it is, not as a bad signature.
+    bodies = ["not json", "[" * 5000 + "]" * 5000, json.dumps(event(jobId=""))]
+    answers, _ = deliver(f"sqlite+aiosqlite:///{tmp_path / 'db'}", bodies)
+    assert [(s, o) for s, _, _, o in answers] == [
+        (400, "rejected_400"),
+        (422, "rejected_422"),
+        (422, "rejected_422"),
+    ]
+    assert answers[2][1] == {"error": "data.jobId: String should have at least 1 character"}
+
+
 def test_database_down_is_503_with_retry_after(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'no such directory' / 'db'}"
     answers, _ = deliver(url, [json.dumps(event())], migrate=False)
