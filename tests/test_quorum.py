@@ -107,14 +107,20 @@ def test_a_reject_ends_a_quorum_and_shows_who_had_approved(service, slack, rotor
     assert rotor.decisions == [(approval["id"], "rejected")]
 
 
-def test_a_final_vote_rotor_refused_is_withdrawn_so_a_click_again_decides(service, slack, rotor):
+def test_rotor_refusing_a_reject_or_a_final_vote_keeps_the_count_right(service, slack, rotor):
     approval = rotor.enqueue("payments", {"amount": 3})
     message = posted(slack, approval["id"])
     slack.click(CAROL, message, "approve")
     wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
     rotor.down_status = 503
+    # Carol's reject fails at Rotor: her approval still counts.
+    slack.click(CAROL, message, "reject")
+    view_id = wait_until(lambda: list(slack.views), what="the reason modal")[0]
+    slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "on second thoughts"}})
+    wait_until(lambda: notices(slack, CAROL), what="Carol's notice")
+    assert notices(slack, CAROL)[0].startswith("Could not reject: Rotor answered HTTP 503.")
     slack.click(DAVE, message, "approve")
-    wait_until(lambda: notices(slack, DAVE), what="the notice")
+    wait_until(lambda: notices(slack, DAVE), what="Dave's notice")
     assert notices(slack, DAVE)[0].startswith("Could not approve: Rotor answered HTTP 503.")
     rotor.down_status = None
     slack.click(DAVE, message, "approve")  # counted again, not "you approved already"
