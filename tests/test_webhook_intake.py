@@ -17,7 +17,7 @@ from app.db import Store
 from app.intake import Intake
 from app.sandbox.rotor import new_approval_id, sign_webhook
 from app.sandbox.run import new_secrets
-from app.webhooks import MAX_DEPTH, WebhookError, parse, webhook_endpoint
+from app.webhooks import MAX_DEPTH, WebhookError, depth, parse, webhook_endpoint
 from tests.conftest import POLICY
 
 SECRET = new_secrets()["ROTOR_WEBHOOK_SECRET"]
@@ -196,9 +196,10 @@ def test_parse_takes_the_deepest_allowed_and_the_longest_fields():
         "data": event(jobId="j" * 500, queueName="q" * 500)["data"],
     }
     inner = 1
-    for _ in range(MAX_DEPTH - 3):  # the document and data are two levels, the payload one
+    for _ in range(MAX_DEPTH - 2):  # the document and data are two levels: 256 in all
         inner = [inner]
     deep["data"]["payload"] = inner
+    assert depth(deep) == MAX_DEPTH
     parsed = parse(json.dumps(deep).encode())
     assert (parsed.job_id, parsed.queue_name) == ("j" * 500, "q" * 500)
     assert parsed.workspace_id is None
