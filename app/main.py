@@ -26,9 +26,11 @@ from app.intake import Intake
 from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
+from app.slack.home import HomeTabs
 from app.slack.listeners import Services
 from app.slack.requesters import Requesters
 from app.webhooks import MAX_BODY, webhook_endpoint
+from app.workers.home import HomeRefresh
 from app.workers.outbox import Outbox
 from app.workers.reminders import Reminders
 from app.workers.sync import Sync
@@ -51,12 +53,15 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         retry_handlers=[],
     )
     requesters = Requesters(slack)
-    outbox = Outbox(store, slack, policy, requesters)
+    approvers = ApproverCheck(slack)
+    home = HomeTabs(store, slack, policy, approvers)
+    home_refresh = HomeRefresh(home)
+    outbox = Outbox(store, slack, policy, requesters, shown=home_refresh.wake)
     intake = Intake(store, policy, outbox.wake)
-    decider = Decider(store, rotor, policy, ApproverCheck(slack), requesters, intake, outbox.wake)
+    decider = Decider(store, rotor, policy, approvers, requesters, intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
-    services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
+    services = Services(decider=decider, rotor=rotor, approvals=store.approvals, home=home)
     bolt = build_bolt_app(
         slack,
         settings.slack_signing_secret.get_secret_value(),
@@ -64,7 +69,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         str(settings.slack_api_url),
     )
     slack_handler = AsyncSlackRequestHandler(bolt)
-    workers = {"outbox": outbox, "reminders": reminders, "sync": sync}
+    workers = {"outbox": outbox, "reminders": reminders, "sync": sync, "home": home_refresh}
     running: dict[str, asyncio.Task] = {}
 
     @contextlib.asynccontextmanager
