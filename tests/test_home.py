@@ -12,10 +12,10 @@ import pytest
 from app.config import parse_policy
 from app.db.approvals import Waiting
 from app.db.models import Approval
-from app.sandbox.slack_objects import check_view
+from app.sandbox.slack_objects import Fault, check_view
 from app.slack.blocks.approval import Quorum
 from app.slack.blocks.home import VIEW_BLOCKS_MAX, Shown, fit, home_view
-from tests.conftest import CAROL, DAVE, MALLORY, make_policy, posted, wait_until
+from tests.conftest import CAROL, DAVE, MALLORY, make_policy, posted, stored, wait_until
 from tests.test_decisions import decided
 
 ERIN = "U0ERIN"
@@ -146,6 +146,11 @@ def test_clicks_on_the_home_tab_decide_and_the_tab_follows(service, slack, rotor
     rotor.down_status = None
     assert tab.blocks[0]["block_id"] == "notice" and listed(tab) == [ops["id"]]
 
+    # A form Slack would not open (the click came too late) is said on the tab too.
+    slack.fail(Fault("views.open", error="expired_trigger_id", status=200))
+    slack.click(CAROL, tab, "reject", ops["id"])
+    tab = home(slack, CAROL, "Could not open the form")
+
     # Reject from the tab: the same reason modal; the decided item leaves both tabs.
     slack.click(CAROL, tab, "reject", ops["id"])
     view_id = wait_until(lambda: next(iter(slack.views), None), what="the reason modal")
@@ -235,13 +240,13 @@ def published_views(slack, user) -> list[str]:
     ]
 
 
-def test_replicas_opening_at_once_publish_once(start_service, slack, rotor):
+def test_replicas_opening_at_once_publish_once(start_service, slack, rotor, database_url):
     slack.usergroups = {"S0FINANCE": [DAVE, ERIN]}
     policy = make_policy(queues=QUEUES)
     replicas = [start_service(policy), start_service(policy)]
     burst = [rotor.enqueue("ops", {"n": n}) for n in range(10)]
-    for approval in burst:
-        posted(slack, approval["id"])
+    ids = [a["id"] for a in burst]
+    wait_until(lambda: all(a.ts for a in stored(database_url, *ids)), what="posts recorded")
     # Slack delivers an event to one replica, but a retried one may reach the other as well:
     # both compute the same view, one of them publishes it.
     with ThreadPoolExecutor(2) as pool:

@@ -15,7 +15,7 @@ from app.slack.blocks.modals import payload_modal, reject_modal
 from app.slack.blocks.text import code, escape, mention
 from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm, approval_of
 from app.slack.listeners import services
-from app.slack.respond import open_modal, tell
+from app.slack.respond import MODAL_FAILED, open_modal, tell
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,13 @@ async def reject(
     if not (approval_id := _button_approval(action)):
         return
     approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
-    home = bool(context.get("home_user")) or None
-    form = RejectForm(id=approval_id, response_url=context["response_url"], home=home)
-    await open_modal(client, body["trigger_id"], form.response_url, reject_modal(approval, form))
+    home_user = context.get("home_user")
+    form = RejectForm(
+        id=approval_id, response_url=context["response_url"], home=True if home_user else None
+    )
+    modal = reject_modal(approval, form)
+    if not await open_modal(client, body["trigger_id"], form.response_url, modal) and home_user:
+        await services(context).home.tell(home_user, MODAL_FAILED)
 
 
 async def reject_submitted(
