@@ -13,6 +13,7 @@ import urllib.parse
 import httpx
 
 from app.sandbox.slack_objects import TEAM, Ephemeral, Message, ResponseUrl
+from app.sandbox.socket_mode import envelope_parts
 
 
 def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
@@ -32,6 +33,8 @@ class PeopleInSlack:
     def _send(
         self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
     ) -> httpx.Response:
+        if self.app_token is not None:  # Socket Mode: an envelope over the app's own socket
+            return self.socket.send(*envelope_parts(form))
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
         return self._http.post(app_url or self.app_url, content=body, headers=headers)
