@@ -329,6 +329,9 @@ def sandbox(
         str | None,
         typer.Option(help="Database to use (default: a temporary one; DATABASE_URL is ignored)."),
     ] = None,
+    socket_mode: Annotated[
+        bool, typer.Option("--socket-mode", help="Slack reaches the service over Socket Mode.")
+    ] = False,
 ) -> None:
     """Run the service with a local Rotor and a local Slack in the browser: no accounts needed."""
     from app.sandbox.run import run_sandbox
@@ -336,7 +339,7 @@ def sandbox(
     try:
         if database_url is not None and not database_url.startswith(DATABASE_SCHEMES):
             _fail(f"--database-url: must start with {' or '.join(DATABASE_SCHEMES)}")
-        run_sandbox(port, config, database_url)
+        run_sandbox(port, config, database_url, socket_mode)
     except ConfigError as e:
         _fail(e)
 

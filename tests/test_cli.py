@@ -300,3 +300,24 @@ def test_check_opens_socket_mode_and_accepts_polling_without_a_webhook_secret(en
         "Slack refused apps.connections.open: invalid_auth: check SLACK_APP_TOKEN (an app-level "
         "token xapp-… with connections:write, and Socket Mode turned on in the app's settings)",
     ]
+
+
+def test_sandbox_in_socket_mode_answers_over_the_socket(tmp_path):
+    import httpx
+
+    process, output = sandbox(tmp_path, "--socket-mode", env=dict(os.environ))
+    try:
+        assert "(Slack over Socket Mode)" in output
+        page = output.split("open ")[1].split()[0]
+        http = httpx.Client(base_url=page, trust_env=False, headers={"Origin": page}, timeout=30)
+        answer = http.post(
+            "/api/slash", json={"user": "U0CAROL", "channel": "C0APPROVALS", "text": "/approvals"}
+        )
+        assert answer.json() == {"status": 200}
+        wait_until(
+            lambda: http.get("/api/state", params={"user": "U0CAROL"}).json()["ephemerals"],
+            what="the list shown to Carol",
+        )
+    finally:
+        process.terminate()
+    assert process.wait(15) == 0
