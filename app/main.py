@@ -26,10 +26,12 @@ from app.intake import Intake
 from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
+from app.slack.home import HomeTabs
 from app.slack.listeners import Services
 from app.slack.requesters import Requesters
 from app.slack.socket_mode import SocketMode
 from app.webhooks import MAX_BODY, webhook_endpoint
+from app.workers.home import HomeRefresh
 from app.workers.outbox import Outbox
 from app.workers.poll import Poll
 from app.workers.reminders import Reminders
@@ -53,12 +55,15 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         retry_handlers=[],
     )
     requesters = Requesters(slack)
-    outbox = Outbox(store, slack, policy, requesters)
+    approvers = ApproverCheck(slack)
+    home = HomeTabs(store, slack, policy, approvers)
+    home_refresh = HomeRefresh(home)
+    outbox = Outbox(store, slack, policy, requesters, shown=home_refresh.wake)
     intake = Intake(store, policy, outbox.wake)
-    decider = Decider(store, rotor, policy, ApproverCheck(slack), requesters, intake, outbox.wake)
+    decider = Decider(store, rotor, policy, approvers, requesters, intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
-    services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
+    services = Services(decider=decider, rotor=rotor, approvals=store.approvals, home=home)
     signing_secret = settings.slack_signing_secret
     bolt = build_bolt_app(
         slack,
@@ -70,7 +75,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     # Slack over HTTP (the Request URL) or over a socket we open: chosen here, at the edge only.
     app_token = settings.slack_app_token
     socket = SocketMode(bolt, app_token.get_secret_value()) if app_token else None
-    workers = {"outbox": outbox, "reminders": reminders, "sync": sync}
+    workers = {"outbox": outbox, "reminders": reminders, "sync": sync, "home": home_refresh}
     if policy.sync.poll is not None:
         workers["poll"] = Poll(store, rotor, intake, policy)
     running: dict[str, asyncio.Task] = {}

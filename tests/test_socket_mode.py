@@ -8,6 +8,7 @@ import pytest
 from app.sandbox.slack_people import sign_slack
 from tests.conftest import CAROL, DAVE, wait_until
 from tests.test_decisions import decided, outcome
+from tests.test_home import home
 from tests.test_slash import listed_ids, listing
 
 APP_TOKEN = "xapp-1-A0ROTORSLACK-1-sandbox"
@@ -53,6 +54,14 @@ def test_click_reject_modal_and_slash_command_over_the_socket(socket_service, sl
 
     assert slack.slash(CAROL, "C0OPS", "approved").status_code == 200
     assert listed_ids(listing(slack, CAROL)) == [approve["id"]]
+
+    # The Home tab: app_home_opened arrives as an events_api envelope; its buttons work too.
+    ops = rotor.enqueue("ops", {"host": "db-1"})
+    wait_until(lambda: slack.find(ops["id"]), what="the post")
+    assert slack.open_home(CAROL).status_code == 200
+    tab = home(slack, CAROL, "1 approval")
+    assert slack.click(CAROL, tab, "approve", ops["id"]).status_code == 200
+    wait_until(lambda: rotor.status(ops["id"]) == "approved")
     assert slack.socket.redelivered == 0
 
 
