@@ -92,11 +92,11 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         finally:
             # Shutdown: decisions under way finish (Rotor may have decided already), then
             # the outbox finishes its calls in flight; what is left waits in the database.
+            if socket is not None:
+                await socket.stop()  # no new clicks, as uvicorn takes no new requests
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_SECONDS):
                     await decider.in_flight.wait_idle()
-            if socket is not None:
-                await socket.stop()  # no new clicks; what is not acked Slack delivers elsewhere
             await outbox.stop()
             for task in running.values():
                 task.cancel()

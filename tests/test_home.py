@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -222,3 +225,30 @@ def test_hundreds_waiting_stay_within_the_block_limit_and_valid():
     check_view(view, "home")
     assert "more in other queues" in texts(view["blocks"])
     assert sum(len(g.shown) + g.more for g in layout.groups) + layout.other_queues == 60
+
+
+def published_views(slack, user) -> list[str]:
+    return [
+        json.dumps(args["view"] if isinstance(args["view"], dict) else json.loads(args["view"]))
+        for method, args in list(slack.calls)
+        if method == "views.publish" and args.get("user_id") == user
+    ]
+
+
+def test_replicas_opening_at_once_publish_once(start_service, slack, rotor):
+    slack.usergroups = {"S0FINANCE": [DAVE, ERIN]}
+    policy = make_policy(queues=QUEUES)
+    replicas = [start_service(policy), start_service(policy)]
+    burst = [rotor.enqueue("ops", {"n": n}) for n in range(10)]
+    for approval in burst:
+        posted(slack, approval["id"])
+    # Slack delivers an event to one replica, but a retried one may reach the other as well:
+    # both compute the same view, one of them publishes it.
+    with ThreadPoolExecutor(2) as pool:
+        urls = [f"{r.url}/slack/events" for r in replicas]
+        assert all(
+            r.status_code == 200 for r in pool.map(lambda u: slack.open_home(CAROL, u), urls)
+        )
+    home(slack, CAROL, "10 approvals wait on you")
+    time.sleep(2)  # both have handled their event (it takes milliseconds)
+    assert len(published_views(slack, CAROL)) == 1

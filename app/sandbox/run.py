@@ -52,7 +52,7 @@ fields = ["amount", "beneficiary.name", "reference"]
 mask = ["beneficiary.iban"]
 required_approvals = 2      # Carol and a member of the finance group
 requester = "requested_by"  # told in a DM how it ended; cannot approve their own payment
-expire_after = "3d"         # fast-forward the clock to see it expire
+expire_after = "6h"         # fast-forward the clock 6 h to see it expire
 """,
     source="sample policy",
 )

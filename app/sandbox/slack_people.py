@@ -48,7 +48,7 @@ class PeopleInSlack:
         headers = sign_slack(self.signing_secret, body, timestamp)
         return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
-    def _send_event(self, event: dict) -> httpx.Response:
+    def _send_event(self, event: dict, app_url: str | None = None) -> httpx.Response:
         """An Events API callback: JSON, signed like the rest."""
         callback = {
             "token": "unused",
@@ -63,10 +63,10 @@ class PeopleInSlack:
             return self.socket.send("events_api", callback, False)
         body = json.dumps(callback)
         headers = sign_slack(self.signing_secret, body) | {"Content-Type": "application/json"}
-        return self._http.post(self.app_url, content=body, headers=headers)
+        return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
-    def open_home(self, user: str) -> httpx.Response:
-        """`user` opens the app's Home tab: Slack sends app_home_opened."""
+    def open_home(self, user: str, app_url: str | None = None) -> httpx.Response:
+        """`user` opens the app's Home tab: Slack sends app_home_opened (to `app_url`)."""
         with self._lock:
             shown = self.homes.get(user)
         event = {
@@ -77,7 +77,7 @@ class PeopleInSlack:
             "event_ts": f"{time.time():.6f}",
             **({"view": {**shown.view, "id": shown.view_id}} if shown else {}),
         }
-        return self._send_event(event)
+        return self._send_event(event, app_url)
 
     def click(
         self,

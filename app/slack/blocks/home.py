@@ -115,7 +115,7 @@ def home_view(
     blocks.append(ContextBlock(block_id="home-oldest", elements=[mrkdwn(oldest)]))
     for group in layout.groups:
         n = len(group.shown) + group.more
-        line = f"*{code(group.queue_name, 100)}* in <#{group.channel}> · {n} waiting"
+        line = f"{code(group.queue_name, 100)} in <#{group.channel}> · {n} waiting"
         blocks.append(DividerBlock(block_id=f"queue-end-{group.queue_name}"[:255]))
         blocks.append(SectionBlock(block_id=f"queue-{group.queue_name}"[:255], text=mrkdwn(line)))
         for item in group.shown:
