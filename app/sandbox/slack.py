@@ -23,7 +23,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from app.sandbox.slack_objects import (
     BOT_USER,
@@ -43,6 +43,7 @@ from app.sandbox.slack_objects import (
     validate_blocks,
 )
 from app.sandbox.slack_people import PeopleInSlack
+from app.sandbox.socket_mode import SocketModeServer
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
@@ -55,8 +56,12 @@ class FakeSlack(PeopleInSlack):
         channels: list[str],
         posts_per_second: float = 1.0,
         burst: int = 2,
+        app_token: str | None = None,
     ) -> None:
         self.token, self.signing_secret = token, signing_secret
+        # Set: the app is in Socket Mode, and people's requests go to it over its socket.
+        self.app_token = app_token
+        self.socket = SocketModeServer()
         self.channels = set(channels)
         self.posts_per_second, self.burst = posts_per_second, burst
         self.absent_from: set[str] = set()  # channels the bot was not invited to
@@ -81,6 +86,7 @@ class FakeSlack(PeopleInSlack):
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
                 Route("/response/{key}", self._response_url, methods=["POST"]),
+                WebSocketRoute("/socket-mode/{ticket}", self.socket.endpoint),
             ]
         )
 
@@ -140,7 +146,9 @@ class FakeSlack(PeopleInSlack):
             else:
                 args.update(urllib.parse.parse_qsl(body.decode()))
         try:
-            if request.headers.get("authorization") != f"Bearer {self.token}":
+            # apps.connections.open takes the app-level token, every other method the bot's.
+            token = self.app_token if method == "apps.connections.open" else self.token
+            if token is None or request.headers.get("authorization") != f"Bearer {token}":
                 raise SlackError("invalid_auth")
             handler = getattr(self, "api_" + method.replace(".", "_"), None)
             if handler is None:
@@ -211,6 +219,9 @@ class FakeSlack(PeopleInSlack):
             "user": "rotor",
             "user_id": BOT_USER,
         }
+
+    def api_apps_connections_open(self, args: dict) -> dict:
+        return {"url": self.socket.open_url(self.base_url)}
 
     def api_chat_postMessage(self, args: dict) -> dict:
         channel = self._channel(args)

@@ -20,6 +20,7 @@ from app.sandbox.slack_objects import (
     ResponseUrl,
     dm_channel,
 )
+from app.sandbox.socket_mode import envelope_parts
 
 APP_ID = "A0ROTORSLACK"
 
@@ -41,23 +42,26 @@ class PeopleInSlack:
     def _send(
         self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
     ) -> httpx.Response:
+        if self.app_token is not None:  # Socket Mode: an envelope over the app's own socket
+            return self.socket.send(*envelope_parts(form))
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
         return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
     def _send_event(self, event: dict, app_url: str | None = None) -> httpx.Response:
         """An Events API callback: JSON, signed like the rest."""
-        body = json.dumps(
-            {
-                "token": "unused",
-                "team_id": TEAM,
-                "api_app_id": APP_ID,
-                "type": "event_callback",
-                "event_id": f"Ev{secrets.token_hex(5).upper()}",
-                "event_time": int(time.time()),
-                "event": event,
-            }
-        )
+        callback = {
+            "token": "unused",
+            "team_id": TEAM,
+            "api_app_id": APP_ID,
+            "type": "event_callback",
+            "event_id": f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        if self.app_token is not None:  # Socket Mode
+            return self.socket.send("events_api", callback, False)
+        body = json.dumps(callback)
         headers = sign_slack(self.signing_secret, body) | {"Content-Type": "application/json"}
         return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
