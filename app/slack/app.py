@@ -3,7 +3,6 @@ context, and one error handler that tells the person why nothing was decided."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -78,8 +77,7 @@ async def explain(error: Exception, context: AsyncBoltContext) -> None:
     elif isinstance(error, errors.DatabaseUnavailable):
         log.warning("click refused: database unavailable: %s", error)
     if user := context.get("home_user"):
-        with contextlib.suppress(Exception):  # the database may be what failed
-            await context["services"].home.tell(user, told)
+        await context["services"].home.tell(user, told)
         return
     await tell(context.get("response_url"), told)
 

@@ -5,6 +5,7 @@ tabs change at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,9 +20,10 @@ from app.config import Policy
 from app.db import Store
 from app.db.approvals import Waiting
 from app.db.models import Approval, utcnow
+from app.errors import DatabaseUnavailable
 from app.slack.approvers import ApproverCheck
 from app.slack.blocks.approval import Quorum
-from app.slack.blocks.home import Shown, fit, home_view
+from app.slack.blocks.home import Shown, fit, home_view, notice_view
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +47,22 @@ class HomeTabs:
     ) -> None:
         self.store, self.slack, self.policy, self.approvers = store, slack, policy, approvers
         self._workspace_url: str | None = None
+        self._outage_shown: set[str] = set()  # tabs showing only a notice: publish again
 
     async def opened(self, user: str) -> None:
         shown = await self.store.homes.opened(user, utcnow())
         await self._publish(user, shown, await self._snapshot())
 
     async def tell(self, user: str, notice: str) -> None:
-        """Show `notice` at the top of `user`'s tab (a click from there has no response_url)."""
-        shown = await self.store.homes.opened(user, utcnow())
-        await self._publish(user, shown, await self._snapshot(), notice)
+        """Show `notice` at the top of `user`'s tab (a click from there has no response_url);
+        with the database away, the notice alone, and the list again once it answers."""
+        try:
+            shown = await self.store.homes.opened(user, utcnow())
+            await self._publish(user, shown, await self._snapshot(), notice)
+        except DatabaseUnavailable:
+            with contextlib.suppress(SlackApiError, aiohttp.ClientError, TimeoutError):
+                await self.slack.views_publish(user_id=user, view=notice_view(notice).to_dict())
+                self._outage_shown.add(user)
 
     async def refresh(self) -> int:
         """Publish again every recently opened tab whose view changed; returns how many."""
@@ -107,8 +116,10 @@ class HomeTabs:
 
         view = home_view(layout, item, self.policy, notice).to_dict()
         digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
-        if digest == shown or not await self.store.homes.claim(user, shown, digest):
-            return False  # shows this already, or another replica is publishing it
+        if digest == shown and user not in self._outage_shown:
+            return False  # shows this already
+        if not await self.store.homes.claim(user, shown, digest):
+            return False  # another replica is publishing it
         try:
             await self.slack.views_publish(user_id=user, view=view)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
@@ -118,6 +129,7 @@ class HomeTabs:
             if isinstance(e, SlackApiError) and e.response.status_code == 429:
                 await asyncio.sleep(float(e.response.headers.get("Retry-After", 1)))
             return False
+        self._outage_shown.discard(user)
         return True
 
     async def _workspace(self) -> str | None:

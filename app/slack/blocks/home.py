@@ -132,6 +132,18 @@ def home_view(
     return View(type="home", blocks=blocks)
 
 
+def notice_view(notice: str) -> View:
+    """Only a notice: what the tab shows when its list cannot be read (the database is away)."""
+    later = "Your list is shown again as soon as the service's database answers."
+    return View(
+        type="home",
+        blocks=[
+            SectionBlock(block_id="notice", text=mrkdwn(clip(notice, 2900))),
+            ContextBlock(block_id="home-later", elements=[mrkdwn(later)]),
+        ],
+    )
+
+
 def _item_blocks(item: Shown, policy: Policy) -> list[Block]:
     approval = item.approval
     queue = policy.queue(approval.queue_name)
