@@ -106,18 +106,13 @@ class PeopleInSlack:
                 ephemeral_id=source.id if ephemeral else None,
             )
             payload = {
-                "type": "block_actions",
-                "team": {"id": TEAM, "domain": "sandbox"},
-                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-                "api_app_id": APP_ID,
-                "token": "unused",
+                **self._interaction("block_actions", user),
                 "container": {
                     "type": "message",
                     "channel_id": source.channel,
                     "is_ephemeral": ephemeral,
                     **({} if ephemeral else {"message_ts": source.ts}),
                 },
-                "trigger_id": self._new_trigger(user),
                 "channel": {"id": source.channel, "name": source.channel.lower()},
                 "response_url": self._new_response_url(target),
                 "actions": [_action(block, button)],
@@ -130,6 +125,17 @@ class PeopleInSlack:
             payload.update(forge)
         return self._send({"payload": json.dumps(payload)}, app_url=app_url)
 
+    def _interaction(self, kind: str, user: str) -> dict:
+        """What every interactive payload carries: who acted, where, and a fresh trigger_id."""
+        return {
+            "type": kind,
+            "team": {"id": TEAM, "domain": "sandbox"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "token": "unused",
+            "trigger_id": self._new_trigger(user),
+        }
+
     def _click_home(
         self, user: str, tab: HomeTab, action_prefix: str, value: str | None
     ) -> httpx.Response:
@@ -137,13 +143,8 @@ class PeopleInSlack:
         with self._lock:
             block, button = _find_button(tab.blocks, action_prefix, value)
             payload = {
-                "type": "block_actions",
-                "team": {"id": TEAM, "domain": "sandbox"},
-                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-                "api_app_id": APP_ID,
-                "token": "unused",
+                **self._interaction("block_actions", user),
                 "container": {"type": "view", "view_id": tab.view_id},
-                "trigger_id": self._new_trigger(user),
                 "view": {
                     **tab.view,
                     "id": tab.view_id,
@@ -166,13 +167,9 @@ class PeopleInSlack:
             for block, actions in values.items()
             for action, text in actions.items()
         }
-        payload = {
-            "type": "view_submission",
-            "team": {"id": TEAM, "domain": "sandbox"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-            "api_app_id": APP_ID,
-            "token": "unused",
-            "trigger_id": self._new_trigger(user),
+        with self._lock:
+            payload = self._interaction("view_submission", user)
+        payload |= {
             "view": {
                 "id": view_id,
                 "type": "modal",
