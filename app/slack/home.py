@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -23,7 +24,7 @@ from app.db.models import Approval, utcnow
 from app.errors import DatabaseUnavailable
 from app.slack.approvers import ApproverCheck
 from app.slack.blocks.approval import Quorum
-from app.slack.blocks.home import Shown, fit, home_view, notice_view
+from app.slack.blocks.home import Layout, Shown, fit, home_view, notice_view
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Snapshot:
     waiting: list[Waiting]
     voters: dict[str, list[str]]
     approvals: dict[str, Approval] = field(default_factory=dict)
+    # People who may decide the same approvals see the same tab: rendered once a refresh.
+    views: dict[str, tuple[dict, str]] = field(default_factory=dict)
 
 
 class HomeTabs:
@@ -71,9 +74,10 @@ class HomeTabs:
             return 0
         snapshot, published = await self._snapshot(), 0
         for tab in tabs:
+            started = time.monotonic()
             if await self._publish(tab.user, tab.published, snapshot):
                 published += 1
-                await asyncio.sleep(PUBLISH_GAP)
+                await asyncio.sleep(PUBLISH_GAP - (time.monotonic() - started))
         return published
 
     async def waiting_on(self, user: str, snapshot: Snapshot | None = None) -> list[Waiting]:
@@ -102,20 +106,10 @@ class HomeTabs:
         self, user: str, shown: str | None, snapshot: Snapshot, notice: str | None = None
     ) -> bool:
         layout = fit(await self.waiting_on(user, snapshot))
-        missing = [i for i in layout.shown_ids if i not in snapshot.approvals]
-        snapshot.approvals.update(await self.store.approvals.many(missing))
-        workspace = await self._workspace()
-
-        def item(approval_id: str) -> Shown | None:
-            approval = snapshot.approvals.get(approval_id)
-            if approval is None:
-                return None
-            required = self.policy.required_approvals(approval.queue_name)
-            quorum = Quorum(required, snapshot.voters.get(approval_id, []))
-            return Shown(approval, quorum, _permalink(workspace, approval))
-
-        view = home_view(layout, item, self.policy, notice).to_dict()
-        digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
+        key = repr((layout, notice))
+        if key not in snapshot.views:
+            snapshot.views[key] = await self._render(layout, snapshot, notice)
+        view, digest = snapshot.views[key]
         if digest == shown and user not in self._outage_shown:
             return False  # shows this already
         if not await self.store.homes.claim(user, shown, digest):
@@ -131,6 +125,25 @@ class HomeTabs:
             return False
         self._outage_shown.discard(user)
         return True
+
+    async def _render(
+        self, layout: Layout, snapshot: Snapshot, notice: str | None
+    ) -> tuple[dict, str]:
+        """The view as Slack takes it, and its digest."""
+        missing = [i for i in layout.shown_ids if i not in snapshot.approvals]
+        snapshot.approvals.update(await self.store.approvals.many(missing))
+        workspace = await self._workspace()
+
+        def item(approval_id: str) -> Shown | None:
+            approval = snapshot.approvals.get(approval_id)
+            if approval is None:
+                return None
+            required = self.policy.required_approvals(approval.queue_name)
+            quorum = Quorum(required, snapshot.voters.get(approval_id, []))
+            return Shown(approval, quorum, _permalink(workspace, approval))
+
+        view = home_view(layout, item, self.policy, notice).to_dict()
+        return view, hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
 
     async def _workspace(self) -> str | None:
         """The workspace's address (auth.test), for links to channel messages."""
