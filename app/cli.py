@@ -18,6 +18,7 @@ from app.config import (
     diagnose_settings,
     load_policy,
     load_settings,
+    missing_line,
     without_password,
 )
 
@@ -36,7 +37,7 @@ def _load() -> tuple[Settings, Policy]:
     settings = load_settings()
     path = settings.policy_path()
     policy = load_policy(path)
-    settings.require_serving()
+    settings.require_serving(polled=policy.sync.poll is not None)
     policy.require_serving(_policy_source(path))
     return settings, policy
 
@@ -134,17 +135,21 @@ def check() -> None:
     """Validate configuration and reach Slack (auth.test), Rotor and the database: every
     problem at once."""
     settings, bad, problems = diagnose_settings()
-    problems += [
-        f"{name}: required, not set"
-        for name in settings.missing_for_serving()
-        if name.lower() not in bad
-    ]
+    policy_problems, polled = [], False
     if "rotor_slack_config" not in bad:
         path = settings.policy_path()
         try:
-            load_policy(path).require_serving(_policy_source(path))
+            policy = load_policy(path)
+            polled = policy.sync.poll is not None
+            policy.require_serving(_policy_source(path))
         except ConfigError as e:
-            problems += e.problems
+            policy_problems = e.problems
+    problems += [
+        missing_line(name)
+        for name in settings.missing_for_serving(polled)
+        if name.lower() not in bad
+    ]
+    problems += policy_problems
     for answer, problem in asyncio.run(_reach(settings, bad)):
         if answer:
             typer.echo(answer)
@@ -165,6 +170,8 @@ async def _reach(settings: Settings, bad: set[str]) -> list[Reached]:
     checks = []
     if settings.slack_bot_token and not bad & {"slack_bot_token", "slack_api_url"}:
         checks.append(_reach_slack(settings))
+    if settings.slack_app_token and not bad & {"slack_app_token", "slack_api_url"}:
+        checks.append(_reach_socket_mode(settings))
     if settings.rotor_api_key and not bad & {"rotor_api_key", "rotor_api_url"}:
         checks.append(_reach_rotor(settings))
     if "database_url" not in bad:
@@ -195,6 +202,28 @@ async def _reach_slack(settings: Settings) -> Reached:
         except Exception as e:
             return None, f"Slack unreachable at {where}: {type(e).__name__}: check SLACK_API_URL"
     return f"Slack: signed in as {identity.get('user')} in {identity.get('team')}", None
+
+
+async def _reach_socket_mode(settings: Settings) -> Reached:
+    """The app-level token opens Socket Mode connections (the URL it gets is left unused)."""
+    import aiohttp
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    where = without_password(str(settings.slack_api_url))
+    async with aiohttp.ClientSession() as session:
+        slack = AsyncWebClient(base_url=str(settings.slack_api_url), session=session, timeout=10)
+        try:
+            await slack.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+        except SlackApiError as e:
+            return None, (
+                f"Slack refused apps.connections.open: {e.response.get('error')}: check "
+                "SLACK_APP_TOKEN (an app-level token xapp-… with connections:write, and Socket "
+                "Mode turned on in the app's settings)"
+            )
+        except Exception as e:
+            return None, f"Slack unreachable at {where}: {type(e).__name__}: check SLACK_API_URL"
+    return "Slack: Socket Mode connections open with SLACK_APP_TOKEN", None
 
 
 async def _reach_rotor(settings: Settings) -> Reached:
@@ -300,6 +329,9 @@ def sandbox(
         str | None,
         typer.Option(help="Database to use (default: a temporary one; DATABASE_URL is ignored)."),
     ] = None,
+    socket_mode: Annotated[
+        bool, typer.Option("--socket-mode", help="Slack reaches the service over Socket Mode.")
+    ] = False,
 ) -> None:
     """Run the service with a local Rotor and a local Slack in the browser: no accounts needed."""
     from app.sandbox.run import run_sandbox
@@ -307,7 +339,7 @@ def sandbox(
     try:
         if database_url is not None and not database_url.startswith(DATABASE_SCHEMES):
             _fail(f"--database-url: must start with {' or '.join(DATABASE_SCHEMES)}")
-        run_sandbox(port, config, database_url)
+        run_sandbox(port, config, database_url, socket_mode)
     except ConfigError as e:
         _fail(e)
 

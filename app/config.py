@@ -97,7 +97,9 @@ class ReminderPolicy(_Strict):
 
 
 class SyncPolicy(_Strict):
-    every: Duration = timedelta(minutes=5)
+    every: Duration = timedelta(minutes=5)  # the full reconcile
+    # Look for new pending approvals this often: how approvals arrive without webhooks.
+    poll: Duration | None = None
 
 
 # A dotted path into a job's payload, e.g. `requestedBy` or `meta.owner.email`.
@@ -198,12 +200,23 @@ class Settings(BaseSettings):
     rotor_webhook_secret: SecretStr | None = None
     database_url: str = "sqlite+aiosqlite:///./rotor-slack.db"
     rotor_slack_config: Path | None = None
+    slack_app_token: SecretStr | None = None  # set: Slack over Socket Mode, no Request URL
 
     @field_validator("slack_bot_token")
     @classmethod
     def _bot_token(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().startswith("xoxb-"):
             raise ValueError("must be a bot token starting with xoxb-")
+        return v
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith("xapp-"):
+            raise ValueError(
+                "must be an app-level token starting with xapp- (Basic Information -> "
+                "App-Level Tokens, scope connections:write)"
+            )
         return v
 
     @field_validator("rotor_webhook_secret")
@@ -230,26 +243,40 @@ class Settings(BaseSettings):
             raise ValueError(f"must start with {' or '.join(DATABASE_SCHEMES)}")
         return v
 
-    def missing_for_serving(self) -> list[str]:
-        """Which of the four secrets `serve` cannot run without are not set."""
-        required = (
-            "slack_bot_token",
-            "slack_signing_secret",
-            "rotor_api_key",
-            "rotor_webhook_secret",
-        )
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def missing_for_serving(self, polled: bool = False) -> list[str]:
+        """Which secrets `serve` cannot run without are not set. Socket Mode needs no signing
+        secret (nothing arrives over HTTP); approvals that are polled need no webhook secret."""
+        required = ["slack_bot_token", "rotor_api_key"]
+        if not self.socket_mode:
+            required.insert(1, "slack_signing_secret")
+        if not polled:
+            required.append("rotor_webhook_secret")
         return [name.upper() for name in required if getattr(self, name) is None]
 
-    def require_serving(self) -> None:
-        missing = self.missing_for_serving()
+    def require_serving(self, polled: bool = False) -> None:
+        missing = self.missing_for_serving(polled)
         if missing:
-            raise ConfigError(*(f"{name}: required, not set" for name in missing))
+            raise ConfigError(*(missing_line(name) for name in missing))
 
     def policy_path(self) -> Path | None:
         if self.rotor_slack_config is not None:
             return self.rotor_slack_config
         default = Path("rotor-slack.toml")
         return default if default.exists() else None
+
+
+def missing_line(name: str) -> str:
+    """The line for a secret `serve` needs and does not have."""
+    if name == "ROTOR_WEBHOOK_SECRET":
+        return (
+            f"{name}: required, not set: copy the webhook endpoint's signing secret from "
+            "Rotor, or set [sync] poll in the policy file to poll Rotor instead of webhooks"
+        )
+    return f"{name}: required, not set"
 
 
 def _describe(error: ValidationError, *, env: bool) -> list[str]:

@@ -26,10 +26,14 @@ from app.intake import Intake
 from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
+from app.slack.home import HomeTabs
 from app.slack.listeners import Services
 from app.slack.requesters import Requesters
+from app.slack.socket_mode import SocketMode
 from app.webhooks import MAX_BODY, webhook_endpoint
+from app.workers.home import HomeRefresh
 from app.workers.outbox import Outbox
+from app.workers.poll import Poll
 from app.workers.reminders import Reminders
 from app.workers.sync import Sync
 
@@ -40,7 +44,7 @@ READY_SECONDS = 3  # /readyz answers within this, database or not
 
 
 def create_app(settings: Settings, policy: Policy) -> Starlette:
-    settings.require_serving()
+    settings.require_serving(polled=policy.sync.poll is not None)
     store = Store(settings.database_url)
     rotor = RotorClient(str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value())
     # No client-level retries: the outbox alone retries, so nothing is posted twice.
@@ -51,32 +55,45 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         retry_handlers=[],
     )
     requesters = Requesters(slack)
-    outbox = Outbox(store, slack, policy, requesters)
+    approvers = ApproverCheck(slack)
+    home = HomeTabs(store, slack, policy, approvers)
+    home_refresh = HomeRefresh(home)
+    outbox = Outbox(store, slack, policy, requesters, shown=home_refresh.wake)
     intake = Intake(store, policy, outbox.wake)
-    decider = Decider(store, rotor, policy, ApproverCheck(slack), requesters, intake, outbox.wake)
+    decider = Decider(store, rotor, policy, approvers, requesters, intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, rotor, intake, policy, outbox.wake)
-    services = Services(decider=decider, rotor=rotor, approvals=store.approvals)
+    services = Services(decider=decider, rotor=rotor, approvals=store.approvals, home=home)
+    signing_secret = settings.slack_signing_secret
     bolt = build_bolt_app(
         slack,
-        settings.slack_signing_secret.get_secret_value(),
+        signing_secret.get_secret_value() if signing_secret else "",  # none over Socket Mode
         services,
         str(settings.slack_api_url),
     )
     slack_handler = AsyncSlackRequestHandler(bolt)
-    workers = {"outbox": outbox, "reminders": reminders, "sync": sync}
+    # Slack over HTTP (the Request URL) or over a socket we open: chosen here, at the edge only.
+    app_token = settings.slack_app_token
+    socket = SocketMode(bolt, app_token.get_secret_value()) if app_token else None
+    workers = {"outbox": outbox, "reminders": reminders, "sync": sync, "home": home_refresh}
+    if policy.sync.poll is not None:
+        workers["poll"] = Poll(store, rotor, intake, policy)
     running: dict[str, asyncio.Task] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_app) -> AsyncIterator[None]:
         for name, worker in workers.items():
             running[name] = asyncio.create_task(worker.run(), name=name)
+        if socket is not None:
+            socket.start()
         log.info("rotor-slack started")
         try:
             yield
         finally:
             # Shutdown: decisions under way finish (Rotor may have decided already), then
             # the outbox finishes its calls in flight; what is left waits in the database.
+            if socket is not None:
+                await socket.stop()  # no new clicks, as uvicorn takes no new requests
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_SECONDS):
                     await decider.in_flight.wait_idle()
@@ -97,6 +114,8 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     async def readyz(_request: Request) -> Response:
         problems = [name for name, task in running.items() if task.done()]
         problems += [f"{name} stuck" for name, worker in workers.items() if worker.stuck()]
+        if socket is not None and not await socket.connected():
+            problems.append("slack: Socket Mode not connected (yet)")
         # Not wait_for: it also waits for the cancelled ping, which a locked SQLite file holds
         # for its busy timeout, past any probe's patience.
         ping = asyncio.ensure_future(store.ping())
@@ -120,20 +139,19 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
             metrics.OUTBOX_OLDEST.set((utcnow() - oldest).total_seconds() if oldest else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app = Starlette(
-        routes=[
-            Route(
-                "/rotor/webhook",
-                webhook_endpoint(settings.rotor_webhook_secret.get_secret_value(), intake.accept),
-                methods=["POST"],
-            ),
-            Route("/slack/events", slack_events, methods=["POST"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+    ]
+    if socket is None:
+        routes.append(Route("/slack/events", slack_events, methods=["POST"]))
+    if settings.rotor_webhook_secret is not None:  # else approvals are polled
+        secret = settings.rotor_webhook_secret.get_secret_value()
+        routes.append(
+            Route("/rotor/webhook", webhook_endpoint(secret, intake.accept), methods=["POST"])
+        )
+    app = Starlette(routes=routes, lifespan=lifespan)
     guard = {"limit": MAX_BODY, "budget": Budget(BUFFER_BYTES), "seconds": BODY_SECONDS}
     app.add_middleware(RequestGuard, **guard)
     return app

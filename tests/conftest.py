@@ -41,10 +41,12 @@ def make_policy(
     escalation_channel: str | None = "C0ESCALATE",
     check_every: str = "1s",
     sync_every: str = "1h",
+    poll: str | None = None,
     queues: str = PAYMENTS,
 ) -> str:
     """The policy file of a test: what it varies as arguments, the rest the same everywhere."""
     escalation = f'escalation_channel = "{escalation_channel}"' if escalation_channel else ""
+    polling = f'poll = "{poll}"' if poll else ""
     return f"""
 [slack]
 default_channel = "C0APPROVALS"
@@ -60,6 +62,7 @@ check_every = "{check_every}"
 
 [sync]
 every = "{sync_every}"
+{polling}
 {queues}"""
 
 
@@ -148,11 +151,13 @@ def start_service(tmp_path, keys, slack, rotor, database_url):
     """Start `rotor-slack serve` on the stand-ins; every start shares the test's database."""
     started: list[ServiceProcess] = []
 
-    def start(policy: str = POLICY, **env_overrides: str) -> ServiceProcess:
+    def start(policy: str = POLICY, **env_overrides: str | None) -> ServiceProcess:
+        """`env_overrides` change the environment; a None removes that variable."""
         n = len(started)
         policy_file = tmp_path / f"policy-{n}.toml"
         policy_file.write_text(policy)
         env = service_env(keys, slack, rotor, database_url, policy_file) | env_overrides
+        env = {name: value for name, value in env.items() if value is not None}
         service = ServiceProcess(env, tmp_path, name=f"service-{n}")
         started.append(service)
         service.wait_ready()

@@ -198,20 +198,22 @@ def test_huge_payload_modal_stays_within_limits():
 
 
 @pytest.mark.parametrize(
-    ("text", "status", "queue"),
+    ("text", "status", "queue", "mine"),
     [
-        ("", "pending", None),
-        ("approved", "approved", None),
-        ("REJECTED payments", "rejected", "payments"),
-        ("payments pending", "pending", "payments"),
-        ("ops", "pending", "ops"),
+        ("", "pending", None, False),
+        ("approved", "approved", None, False),
+        ("REJECTED payments", "rejected", "payments", False),
+        ("payments pending", "pending", "payments", False),
+        ("ops", "pending", "ops", False),
+        ("mine", "pending", None, True),
+        ("payments MINE", "pending", "payments", True),
     ],
 )
-def test_list_command_parsing(text, status, queue):
-    assert parse_list_command(text) == ListQuery(status, queue)
+def test_list_command_parsing(text, status, queue, mine):
+    assert parse_list_command(text) == ListQuery(status, queue, mine)
 
 
-@pytest.mark.parametrize("text", ["help", "a b", "pending a b"])
+@pytest.mark.parametrize("text", ["help", "a b", "pending a b", "mine approved", "mine a b"])
 def test_list_command_help(text):
     assert parse_list_command(text) is None
 

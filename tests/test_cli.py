@@ -277,3 +277,47 @@ def test_sandbox_takes_a_policy_and_a_database_when_told(tmp_path):
     process.terminate()
     assert process.wait(15) == 0
     assert database.stat().st_size > 0  # migrated, and left where it was asked for
+
+
+def test_check_opens_socket_mode_and_accepts_polling_without_a_webhook_secret(env, tmp_path, slack):
+    slack.app_token = "xapp-1-A0ROTORSLACK-1-right"
+    policy = tmp_path / "polled.toml"
+    policy.write_text(POLICY.replace("[sync]", '[sync]\npoll = "10s"'))
+    for name in ("SLACK_SIGNING_SECRET", "ROTOR_WEBHOOK_SECRET"):
+        env.pop(name)
+    env |= {"SLACK_APP_TOKEN": slack.app_token, "ROTOR_SLACK_CONFIG": str(policy)}
+    assert run("migrate", env=env, cwd=tmp_path).returncode == 0
+    result = run("check", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Slack: Socket Mode connections open with SLACK_APP_TOKEN" in result.stdout
+    env["SLACK_APP_TOKEN"] = "xapp-1-A0ROTORSLACK-1-wrong"
+    env["ROTOR_SLACK_CONFIG"] = str(tmp_path / "policy.toml")  # webhooks, and no secret for them
+    result = run("check", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert problems(result) == [
+        "ROTOR_WEBHOOK_SECRET: required, not set: copy the webhook endpoint's signing secret "
+        "from Rotor, or set [sync] poll in the policy file to poll Rotor instead of webhooks",
+        "Slack refused apps.connections.open: invalid_auth: check SLACK_APP_TOKEN (an app-level "
+        "token xapp-… with connections:write, and Socket Mode turned on in the app's settings)",
+    ]
+
+
+def test_sandbox_in_socket_mode_answers_over_the_socket(tmp_path):
+    import httpx
+
+    process, output = sandbox(tmp_path, "--socket-mode", env=dict(os.environ))
+    try:
+        assert "(Slack over Socket Mode)" in output
+        page = output.split("open ")[1].split()[0]
+        http = httpx.Client(base_url=page, trust_env=False, headers={"Origin": page}, timeout=30)
+        answer = http.post(
+            "/api/slash", json={"user": "U0CAROL", "channel": "C0APPROVALS", "text": "/approvals"}
+        )
+        assert answer.json() == {"status": 200}
+        wait_until(
+            lambda: http.get("/api/state", params={"user": "U0CAROL"}).json()["ephemerals"],
+            what="the list shown to Carol",
+        )
+    finally:
+        process.terminate()
+    assert process.wait(15) == 0

@@ -45,6 +45,7 @@ SETTINGS_VARIABLES = [
     "ROTOR_WEBHOOK_SECRET",
     "DATABASE_URL",
     "ROTOR_SLACK_CONFIG",
+    "SLACK_APP_TOKEN",
 ]
 
 
@@ -196,7 +197,30 @@ def test_missing_secret_is_named(monkeypatch):
     assert error.value.problems == [
         "SLACK_SIGNING_SECRET: required, not set",
         "ROTOR_API_KEY: required, not set",
-        "ROTOR_WEBHOOK_SECRET: required, not set",
+        "ROTOR_WEBHOOK_SECRET: required, not set: copy the webhook endpoint's signing secret "
+        "from Rotor, or set [sync] poll in the policy file to poll Rotor instead of webhooks",
+    ]
+
+
+def test_socket_mode_needs_no_signing_secret_and_polling_no_webhook_secret(monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("ROTOR_API_KEY", "k")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-A1-1-x")
+    settings = load_settings()
+    assert settings.socket_mode
+    assert settings.missing_for_serving() == ["ROTOR_WEBHOOK_SECRET"]
+    settings.require_serving(polled=True)
+    assert parse_policy('[sync]\npoll = "10s"').sync.poll == timedelta(seconds=10)
+    assert parse_policy("").sync.poll is None
+
+
+def test_an_app_token_that_is_not_one_is_named(monkeypatch):
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xoxb-1")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert error.value.problems == [
+        "SLACK_APP_TOKEN: must be an app-level token starting with xapp- (Basic Information "
+        "-> App-Level Tokens, scope connections:write)"
     ]
 
 

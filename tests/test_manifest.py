@@ -23,6 +23,8 @@ URL = "https://YOUR-HOST/slack/events"
 # Bot scopes each Slack Web API method needs (https://docs.slack.dev/reference/methods).
 # A method the code starts calling must be added here, with its scopes from Slack's page.
 SCOPES = {
+    # Called with the app-level token (its scope connections:write), not the bot's.
+    "apps.connections.open": set(),
     "auth.test": set(),
     "chat.getPermalink": set(),
     "chat.postMessage": {"chat:write"},

@@ -29,6 +29,7 @@ from app.sandbox.rotor import sign_webhook
 from app.sandbox.stack import ServiceProcess, free_port, service_env
 from tests.conftest import CAROL, PG_URL, make_policy, posted, wait_until
 from tests.test_decisions import decided, notices
+from tests.test_home import home, listed, texts
 
 PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 QUEUES = '\n[[queues]]\nname = "ops"\nchannel = "C0OPS"\n'
@@ -114,6 +115,8 @@ def test_postgres_stopped_and_started_under_the_service(cluster, keys, slack, ro
         clicked_later = rotor.enqueue("ops", {"n": 2})
         first = posted(slack, decided_first["id"])
         later = posted(slack, clicked_later["id"])
+        slack.open_home(CAROL)
+        home(slack, CAROL, "2 approvals wait on you")
 
         # A click whose Rotor call is under way when the database goes away.
         rotor.latency = 2.0
@@ -134,6 +137,10 @@ def test_postgres_stopped_and_started_under_the_service(cluster, keys, slack, ro
         assert any("as soon as the database is back" in text for text in told)
         assert rotor.status(decided_first["id"]) == "approved"
         assert rotor.status(clicked_later["id"]) == "pending"
+        # A click on the Home tab has no response_url: the tab itself says why.
+        slack.click(CAROL, slack.homes[CAROL], "approve", clicked_later["id"])
+        tab = home(slack, CAROL, "Cannot reach the database")
+        assert "shown again as soon as" in texts(tab.blocks)
         time.sleep(2)  # the workers go round their loops several times while it is down
 
         cluster.start()
@@ -149,9 +156,13 @@ def test_postgres_stopped_and_started_under_the_service(cluster, keys, slack, ro
             (clicked_later["id"], "approved"),
         ]
         assert all(len(slack.find(a["id"])) == 1 for a in (decided_first, clicked_later, missed))
+        # The tab shows its list again once the outbox has changed something in Slack.
+        assert listed(home(slack, CAROL, "1 approval waits on you")) == [missed["id"]]
         log = service.output()
         assert "Traceback" not in log
-        assert 1 <= log.count("database unavailable, waiting for it") <= 3  # once per worker
+        assert "database unavailable, waiting for it" in log
+        for worker in ("outbox", "reminders", "sync", "home"):  # once per worker
+            assert log.count(f"{worker}: database unavailable, waiting for it") <= 1
         assert "database is back" in log
     finally:
         service.stop()

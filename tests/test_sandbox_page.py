@@ -153,6 +153,44 @@ def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
     print(f"CLI decision shown in Slack after {time.monotonic() - started:.1f} s")
 
 
+def test_the_home_tab_decides_links_and_the_clock_expires(page):
+    expect = playwright.expect
+    timeline = page.locator("#timeline")
+    page.wait_for_selector("#user option", state="attached")
+    page.select_option("#user", "U0CAROL")
+    page.get_by_role("button", name="Large payment").click()  # requested by the Visitor
+    page.click("#enqueue")
+    page.wait_for_selector("#approvals .status-pending")
+    page.click("#home-entry")  # Slack sends app_home_opened; the app publishes the tab
+    expect(page.locator("#channel-title")).to_have_text("Home")
+    expect(timeline).to_contain_text("1 approval waits on you")
+    expect(timeline).to_contain_text("Pay 48500 EUR to Acme GmbH")
+    expect(timeline).to_contain_text("0 of 2 approvals")
+    expect(page.locator("#composer")).to_be_hidden()
+    page.click('.home [data-action^="approve:"]')
+    page.click("#confirm button.primary")
+    expect(timeline).to_contain_text("counts; it waits for more approvals")
+    expect(timeline).to_contain_text("Nothing waits on you")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # A member of the finance group sees it with Carol's approval, and jumps to the message.
+    page.select_option("#user", label="Dev")
+    expect(timeline).to_contain_text("1 of 2 approvals")
+    page.screenshot(path=str(ARTIFACTS / "home.png"))
+    page.click('.home [data-action^="open_link:"]')
+    expect(page.locator("#channel-title")).to_have_text("# finance")
+    expect(timeline).to_contain_text("1 of 2 approvals: @Carol")
+
+    # Nobody else approves: a day later the sample policy's 6 h expiry has rejected it, and
+    # the requester reads how it ended in their direct messages.
+    page.click("#ff-day")
+    expect(timeline).to_contain_text("Expired", timeout=15_000)
+    expect(page.locator("#approvals .status-rejected")).to_have_count(1)
+    page.select_option("#user", "U0VISITOR")
+    page.click('[data-channel="D0VISITOR"]')
+    expect(timeline).to_contain_text("Your request Pay 48500 EUR to Acme GmbH", timeout=10_000)
+
+
 def _enqueue(url: str, count: int, queue: str = "outreach") -> None:
     for i in range(count):
         body = {"queue": queue, "payload": f'{{"to": "person{i}@example.com", "body": "Hi"}}'}

@@ -31,6 +31,18 @@ class Nudge:
     next_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A pending approval posted in Slack, as the Home tab sorts and filters it (no payload)."""
+
+    id: str
+    queue_name: str
+    created_at: datetime
+    requester: str | None
+    channel: str
+    ts: str
+
+
 class Approvals:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -68,6 +80,25 @@ class Approvals:
         async with self._db.session() as s:
             rows = await s.exec(query.order_by(Approval.id).limit(limit))
             return list(rows.all())
+
+    async def waiting(self, limit: int) -> list[Waiting]:
+        """Pending approvals posted in Slack, oldest first."""
+        columns = [getattr(Approval, f) for f in Waiting.__dataclass_fields__]
+        query = (
+            select(*columns)
+            .where(Approval.status == Status.PENDING, Approval.ts.is_not(None))
+            .order_by(Approval.created_at, Approval.id)
+            .limit(limit)
+        )
+        async with self._db.session() as s:
+            return [Waiting(*row) for row in (await s.exec(query)).all()]
+
+    async def many(self, ids: list[str]) -> dict[str, Approval]:
+        if not ids:
+            return {}
+        async with self._db.session() as s:
+            rows = await s.exec(select(Approval).where(Approval.id.in_(ids)))
+            return {a.id: a for a in rows.all()}
 
     async def decided_since(self, since: datetime, queue: str | None = None) -> list[Approval]:
         """Decided approvals, oldest decision first (for the audit trail)."""

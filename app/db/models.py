@@ -96,3 +96,14 @@ class ChannelPace(SQLModel, table=True):
     channel: str = Field(primary_key=True)
     # Seconds since the epoch on the database's clock, so replicas' clocks need not agree.
     next_at: float
+
+
+class HomeTab(SQLModel, table=True):
+    """Someone who opened the app's Home tab, and a digest of the view last published there
+    (a view is published again only when it would show something else)."""
+
+    __tablename__ = "home_tabs"
+
+    user: str = Field(primary_key=True)
+    opened_at: datetime = Field(index=True)
+    published: str | None = None

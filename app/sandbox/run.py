@@ -52,7 +52,7 @@ fields = ["amount", "beneficiary.name", "reference"]
 mask = ["beneficiary.iban"]
 required_approvals = 2      # Carol and a member of the finance group
 requester = "requested_by"  # told in a DM how it ended; cannot approve their own payment
-expire_after = "3d"         # fast-forward the clock to see it expire
+expire_after = "6h"         # fast-forward the clock 6 h to see it expire
 """,
     source="sample policy",
 )
@@ -98,12 +98,15 @@ def _listen(port: int) -> socket.socket:
         ) from None
 
 
-def run_sandbox(port: int, config: Path | None, database_url: str | None = None) -> None:
+def run_sandbox(
+    port: int, config: Path | None, database_url: str | None = None, socket_mode: bool = False
+) -> None:
     """The service, the stand-ins and the workspace page, in one process on loopback.
 
     Only what is passed counts: the policy file is `config` (else the sample policy) and the
     database `database_url` (else a temporary one, removed on exit), never the environment's
-    DATABASE_URL or ./rotor-slack.toml, so trying the sandbox cannot touch a real deployment."""
+    DATABASE_URL or ./rotor-slack.toml, so trying the sandbox cannot touch a real deployment.
+    With `socket_mode`, Slack reaches the service over the socket the service opens."""
     from app import logs, schema
     from app.main import create_app
     from app.sandbox.workspace import workspace_app
@@ -111,7 +114,10 @@ def run_sandbox(port: int, config: Path | None, database_url: str | None = None)
     keys = new_secrets()
     policy = load_policy(config) if config else SAMPLE_POLICY
     channels = channels_of(policy)
-    slack = FakeSlack(keys["SLACK_BOT_TOKEN"], keys["SLACK_SIGNING_SECRET"], channels)
+    app_token = f"xapp-1-A0ROTORSLACK-1-{secrets.token_hex(8)}" if socket_mode else None
+    slack = FakeSlack(
+        keys["SLACK_BOT_TOKEN"], keys["SLACK_SIGNING_SECRET"], channels, app_token=app_token
+    )
     rotor = FakeRotor(keys["ROTOR_API_KEY"], keys["ROTOR_WEBHOOK_SECRET"])
     page = workspace_app(slack, rotor, policy, channels)
     page_socket = _listen(port)
@@ -135,6 +141,7 @@ def run_sandbox(port: int, config: Path | None, database_url: str | None = None)
             rotor_webhook_secret=keys["ROTOR_WEBHOOK_SECRET"],
             database_url=database_url or f"sqlite+aiosqlite:///{temp / 'sandbox.db'}",
             rotor_slack_config=config,
+            slack_app_token=app_token,
         )
         setting = "DATABASE_URL" if database_url is None else "--database-url"
         await schema.prepare(settings.database_url, migrate=True, setting=setting)
@@ -156,7 +163,8 @@ def run_sandbox(port: int, config: Path | None, database_url: str | None = None)
         where = "temporary, removed on exit" if database_url is None else "from --database-url"
         print(f"rotor-slack sandbox: open {address(page_socket)}", flush=True)
         print(f"  policy: {config or 'the sample policy (--config FILE tries yours)'}", flush=True)
-        print(f"  service {service_url}", flush=True)
+        slack_way = "Slack over Socket Mode" if socket_mode else "Slack over HTTP"
+        print(f"  service {service_url} ({slack_way})", flush=True)
         print(f"  database {without_password(settings.database_url)} ({where})", flush=True)
         await asyncio.gather(
             *(server.serve(sockets=[sockets[n]]) for n, server in zip(apps, servers, strict=True))

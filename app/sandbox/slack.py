@@ -20,12 +20,10 @@ import urllib.parse
 from typing import Any
 
 import httpx
-from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.views import View
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from app.sandbox.slack_objects import (
     BOT_USER,
@@ -33,17 +31,19 @@ from app.sandbox.slack_objects import (
     TEAM,
     TEXT_MAX,
     TRIGGER_SECONDS,
-    VIEW_BYTES_MAX,
     Ephemeral,
     Fault,
+    HomeTab,
     Message,
     ResponseUrl,
     SlackError,
     _Bucket,
+    check_view,
     dm_channel,
     validate_blocks,
 )
 from app.sandbox.slack_people import PeopleInSlack
+from app.sandbox.socket_mode import SocketModeServer
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
@@ -56,8 +56,12 @@ class FakeSlack(PeopleInSlack):
         channels: list[str],
         posts_per_second: float = 1.0,
         burst: int = 2,
+        app_token: str | None = None,
     ) -> None:
         self.token, self.signing_secret = token, signing_secret
+        # Set: the app is in Socket Mode, and people's requests go to it over its socket.
+        self.app_token = app_token
+        self.socket = SocketModeServer()
         self.channels = set(channels)
         self.posts_per_second, self.burst = posts_per_second, burst
         self.absent_from: set[str] = set()  # channels the bot was not invited to
@@ -68,6 +72,7 @@ class FakeSlack(PeopleInSlack):
         self.messages: list[Message] = []
         self.ephemerals: list[Ephemeral] = []
         self.views: dict[str, dict] = {}
+        self.homes: dict[str, HomeTab] = {}  # user -> their Home tab as last published
         self.calls: list[tuple[str, dict]] = []
         self.faults: list[Fault] = []
         self._triggers: dict[str, tuple[float, str]] = {}
@@ -81,6 +86,7 @@ class FakeSlack(PeopleInSlack):
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
                 Route("/response/{key}", self._response_url, methods=["POST"]),
+                WebSocketRoute("/socket-mode/{ticket}", self.socket.endpoint),
             ]
         )
 
@@ -140,7 +146,9 @@ class FakeSlack(PeopleInSlack):
             else:
                 args.update(urllib.parse.parse_qsl(body.decode()))
         try:
-            if request.headers.get("authorization") != f"Bearer {self.token}":
+            # apps.connections.open takes the app-level token, every other method the bot's.
+            token = self.app_token if method == "apps.connections.open" else self.token
+            if token is None or request.headers.get("authorization") != f"Bearer {token}":
                 raise SlackError("invalid_auth")
             handler = getattr(self, "api_" + method.replace(".", "_"), None)
             if handler is None:
@@ -204,7 +212,16 @@ class FakeSlack(PeopleInSlack):
         return f"{int(time.time())}.{next(self._ts):06d}"
 
     def api_auth_test(self, args: dict) -> dict:
-        return {"team": "Sandbox", "team_id": TEAM, "user": "rotor", "user_id": BOT_USER}
+        return {
+            "url": f"{self.base_url}/",
+            "team": "Sandbox",
+            "team_id": TEAM,
+            "user": "rotor",
+            "user_id": BOT_USER,
+        }
+
+    def api_apps_connections_open(self, args: dict) -> dict:
+        return {"url": self.socket.open_url(self.base_url)}
 
     def api_chat_postMessage(self, args: dict) -> dict:
         channel = self._channel(args)
@@ -242,7 +259,8 @@ class FakeSlack(PeopleInSlack):
         ts = args.get("message_ts", "")
         if not any(m.ts == ts for m in self.channel_messages(channel)):
             raise SlackError("message_not_found")
-        return {"channel": channel, "permalink": f"{self.base_url}/archives/{channel}/p{ts}"}
+        link = f"{self.base_url}/archives/{channel}/p{ts.replace('.', '')}"
+        return {"channel": channel, "permalink": link}
 
     def api_conversations_history(self, args: dict) -> dict:
         channel = self._channel(args)
@@ -280,19 +298,20 @@ class FakeSlack(PeopleInSlack):
             raise SlackError("invalid_trigger_id")
         if time.monotonic() - issued[0] > TRIGGER_SECONDS:
             raise SlackError("expired_trigger_id")
-        view = args.get("view")
-        if isinstance(view, str):
-            view = json.loads(view)
-        if len(json.dumps(view)) > VIEW_BYTES_MAX:
-            raise SlackError("view_too_large")
-        try:
-            View(**view).to_dict()
-        except (SlackObjectFormationError, TypeError, ValueError):
-            raise SlackError("invalid_arguments") from None
-        validate_blocks(view.get("blocks") or [], modal=True)
+        view = check_view(args.get("view"), "modal")
         view_id = f"V{next(self._ids):08d}"
         self.views[view_id] = {**view, "id": view_id, "user": issued[1]}
         return {"view": self.views[view_id]}
+
+    def api_views_publish(self, args: dict) -> dict:
+        user = args.get("user_id")
+        if not isinstance(user, str) or not USER_ID.fullmatch(user):
+            raise SlackError("invalid_arguments")
+        view = check_view(args.get("view"), "home")
+        old = self.homes.get(user)
+        view_id = old.view_id if old else f"V{next(self._ids):08d}"
+        self.homes[user] = HomeTab(user, view_id, view.get("blocks") or [], view)
+        return {"view": {**view, "id": view_id}}
 
     # --- response_url -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ Block Kit rules it enforces as Slack does."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX = 50, 100
 MESSAGE_CHARS_MAX = 13_000  # msg_blocks_too_long beyond about this many characters
@@ -46,6 +48,16 @@ class Ephemeral:
     user: str
     text: str
     blocks: list[dict]
+
+
+@dataclass
+class HomeTab:
+    """The view the app last published on a person's Home tab."""
+
+    user: str
+    view_id: str
+    blocks: list[dict]
+    view: dict
 
 
 @dataclass
@@ -132,6 +144,22 @@ def _text_length(value: Any) -> int:
     if isinstance(value, list):
         return sum(_text_length(v) for v in value)
     return 0
+
+
+def check_view(view: Any, kind: str) -> dict:
+    """A view as Slack accepts it for `kind` ("modal" or "home"), else SlackError."""
+    if isinstance(view, str):
+        view = json.loads(view)
+    if not isinstance(view, dict) or view.get("type") != kind:
+        raise SlackError("invalid_arguments")
+    if len(json.dumps(view)) > VIEW_BYTES_MAX:
+        raise SlackError("view_too_large")
+    try:
+        View(**view).to_dict()
+    except (SlackObjectFormationError, TypeError, ValueError):
+        raise SlackError("invalid_arguments") from None
+    validate_blocks(view.get("blocks") or [], modal=True)
+    return view
 
 
 def dm_channel(user: str) -> str:

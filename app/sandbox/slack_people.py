@@ -12,7 +12,17 @@ import urllib.parse
 
 import httpx
 
-from app.sandbox.slack_objects import TEAM, Ephemeral, Message, ResponseUrl
+from app.sandbox.slack_objects import (
+    TEAM,
+    Ephemeral,
+    HomeTab,
+    Message,
+    ResponseUrl,
+    dm_channel,
+)
+from app.sandbox.socket_mode import envelope_parts
+
+APP_ID = "A0ROTORSLACK"
 
 
 def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
@@ -32,14 +42,47 @@ class PeopleInSlack:
     def _send(
         self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
     ) -> httpx.Response:
+        if self.app_token is not None:  # Socket Mode: an envelope over the app's own socket
+            return self.socket.send(*envelope_parts(form))
         body = urllib.parse.urlencode(form)
         headers = sign_slack(self.signing_secret, body, timestamp)
         return self._http.post(app_url or self.app_url, content=body, headers=headers)
 
+    def _send_event(self, event: dict, app_url: str | None = None) -> httpx.Response:
+        """An Events API callback: JSON, signed like the rest."""
+        callback = {
+            "token": "unused",
+            "team_id": TEAM,
+            "api_app_id": APP_ID,
+            "type": "event_callback",
+            "event_id": f"Ev{secrets.token_hex(5).upper()}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+        if self.app_token is not None:  # Socket Mode
+            return self.socket.send("events_api", callback, False)
+        body = json.dumps(callback)
+        headers = sign_slack(self.signing_secret, body) | {"Content-Type": "application/json"}
+        return self._http.post(app_url or self.app_url, content=body, headers=headers)
+
+    def open_home(self, user: str, app_url: str | None = None) -> httpx.Response:
+        """`user` opens the app's Home tab: Slack sends app_home_opened (to `app_url`)."""
+        with self._lock:
+            shown = self.homes.get(user)
+        event = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": dm_channel(user),
+            "tab": "home",
+            "event_ts": f"{time.time():.6f}",
+            **({"view": {**shown.view, "id": shown.view_id}} if shown else {}),
+        }
+        return self._send_event(event, app_url)
+
     def click(
         self,
         user: str,
-        source: Message | Ephemeral,
+        source: Message | Ephemeral | HomeTab,
         action_prefix: str,
         value: str | None = None,
         forge: dict | None = None,
@@ -51,6 +94,8 @@ class PeopleInSlack:
         it did not make: `{"value": …}` on the action, any other key on the payload.
         `app_url` sends this one click to another replica than `self.app_url`.
         """
+        if isinstance(source, HomeTab):
+            return self._click_home(user, source, action_prefix, value)
         with self._lock:
             block, button = _find_button(source.blocks, action_prefix, value)
             ephemeral = isinstance(source, Ephemeral)
@@ -61,30 +106,16 @@ class PeopleInSlack:
                 ephemeral_id=source.id if ephemeral else None,
             )
             payload = {
-                "type": "block_actions",
-                "team": {"id": TEAM, "domain": "sandbox"},
-                "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-                "api_app_id": "A0ROTORSLACK",
-                "token": "unused",
+                **self._interaction("block_actions", user),
                 "container": {
                     "type": "message",
                     "channel_id": source.channel,
                     "is_ephemeral": ephemeral,
                     **({} if ephemeral else {"message_ts": source.ts}),
                 },
-                "trigger_id": self._new_trigger(user),
                 "channel": {"id": source.channel, "name": source.channel.lower()},
                 "response_url": self._new_response_url(target),
-                "actions": [
-                    {
-                        "type": "button",
-                        "action_id": button["action_id"],
-                        "block_id": block.get("block_id", ""),
-                        "value": button.get("value"),
-                        "text": button["text"],
-                        "action_ts": f"{time.time():.6f}",
-                    }
-                ],
+                "actions": [_action(block, button)],
             }
             if not ephemeral:
                 payload["message"] = {"ts": source.ts, "text": source.text, "blocks": source.blocks}
@@ -93,6 +124,39 @@ class PeopleInSlack:
                 payload["actions"][0]["value"] = forge.pop("value")
             payload.update(forge)
         return self._send({"payload": json.dumps(payload)}, app_url=app_url)
+
+    def _interaction(self, kind: str, user: str) -> dict:
+        """What every interactive payload carries: who acted, where, and a fresh trigger_id."""
+        return {
+            "type": kind,
+            "team": {"id": TEAM, "domain": "sandbox"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "api_app_id": APP_ID,
+            "token": "unused",
+            "trigger_id": self._new_trigger(user),
+        }
+
+    def _click_home(
+        self, user: str, tab: HomeTab, action_prefix: str, value: str | None
+    ) -> httpx.Response:
+        """A click on a Home tab: the view instead of a message, and no response_url."""
+        with self._lock:
+            block, button = _find_button(tab.blocks, action_prefix, value)
+            payload = {
+                **self._interaction("block_actions", user),
+                "container": {"type": "view", "view_id": tab.view_id},
+                "view": {
+                    **tab.view,
+                    "id": tab.view_id,
+                    "type": "home",
+                    "private_metadata": tab.view.get("private_metadata", ""),
+                    "callback_id": tab.view.get("callback_id", ""),
+                    "state": {"values": {}},
+                    "hash": secrets.token_hex(4),
+                },
+                "actions": [_action(block, button)],
+            }
+        return self._send({"payload": json.dumps(payload)})
 
     def submit_view(self, user: str, view_id: str, values: dict[str, dict[str, str]]):
         """Submit a modal; `values` maps block_id -> action_id -> typed text."""
@@ -103,13 +167,9 @@ class PeopleInSlack:
             for block, actions in values.items()
             for action, text in actions.items()
         }
-        payload = {
-            "type": "view_submission",
-            "team": {"id": TEAM, "domain": "sandbox"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-            "api_app_id": "A0ROTORSLACK",
-            "token": "unused",
-            "trigger_id": self._new_trigger(user),
+        with self._lock:
+            payload = self._interaction("view_submission", user)
+        payload |= {
             "view": {
                 "id": view_id,
                 "type": "modal",
@@ -136,7 +196,7 @@ class PeopleInSlack:
             "text": text,
             "response_url": response_url,
             "trigger_id": trigger,
-            "api_app_id": "A0ROTORSLACK",
+            "api_app_id": APP_ID,
         }
         response = self._send(form)
         if response.status_code == 200 and response.content:
@@ -150,6 +210,17 @@ class PeopleInSlack:
                     )
                 )
         return response
+
+
+def _action(block: dict, button: dict) -> dict:
+    return {
+        "type": "button",
+        "action_id": button["action_id"],
+        "block_id": block.get("block_id", ""),
+        "value": button.get("value"),
+        "text": button["text"],
+        "action_ts": f"{time.time():.6f}",
+    }
 
 
 def _find_button(blocks: list[dict], prefix: str, value: str | None) -> tuple[dict, dict]:

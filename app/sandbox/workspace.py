@@ -23,7 +23,7 @@ from app.config import Policy
 from app.sandbox.origin import SameOriginOnly
 from app.sandbox.rotor import FakeRotor
 from app.sandbox.slack import FakeSlack
-from app.sandbox.slack_objects import Ephemeral, Message, dm_channel
+from app.sandbox.slack_objects import Ephemeral, HomeTab, Message, dm_channel
 
 VISITOR = "U0VISITOR"
 
@@ -154,6 +154,7 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
                     }
                 ],
                 "ephemerals": [asdict(e) for e in slack.ephemerals_for(user)],
+                "home": slack.homes[user].blocks if user in slack.homes else None,
                 "views": [
                     v for v in slack.views.values() if v["user"] == user and not v.get("closed")
                 ],
@@ -168,7 +169,9 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
             }
         )
 
-    def _source(body: dict) -> Message | Ephemeral:
+    def _source(body: dict) -> Message | Ephemeral | HomeTab:
+        if body.get("home"):
+            return slack.homes[body["user"]]
         if body.get("ephemeral") is not None:
             return next(e for e in slack.ephemerals if e.id == body["ephemeral"])
         return next(
@@ -180,6 +183,11 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
         response = await asyncio.to_thread(
             slack.click, body["user"], _source(body), body["action_id"], body.get("value")
         )
+        return JSONResponse({"status": response.status_code})
+
+    async def open_home(request: Request) -> JSONResponse:
+        body = await request.json()
+        response = await asyncio.to_thread(slack.open_home, body["user"])
         return JSONResponse({"status": response.status_code})
 
     async def submit(request: Request) -> JSONResponse:
@@ -224,7 +232,10 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
 
     async def advance(request: Request) -> JSONResponse:
         body = await request.json()
-        clock.advance(timedelta(hours=float(body["hours"])))
+        hours = body.get("hours")
+        if not isinstance(hours, int | float) or not 0 < hours <= 24 * 30:
+            return JSONResponse({"error": "hours: a number from 0 to 720"}, 400)
+        clock.advance(timedelta(hours=hours))
         return JSONResponse({"clock_hours": clock.offset().total_seconds() / 3600})
 
     return Starlette(
@@ -233,6 +244,7 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
             Route("/", index),
             Route("/api/state", state),
             Route("/api/click", click, methods=["POST"]),
+            Route("/api/home", open_home, methods=["POST"]),
             Route("/api/submit", submit, methods=["POST"]),
             Route("/api/close", close, methods=["POST"]),
             Route("/api/slash", slash, methods=["POST"]),

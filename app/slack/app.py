@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app import errors
 from app.slack.ids import ActionId, CallbackId, RejectForm
-from app.slack.listeners import Services, decide, listing
+from app.slack.listeners import Services, decide, home, listing
 from app.slack.notices import notice
 from app.slack.respond import ResponseUrls, tell
 
@@ -30,6 +30,18 @@ def answer_url(body: dict) -> str | None:
     return form.response_url if form else None
 
 
+def home_user(body: dict) -> str | None:
+    """Who clicked, when the click came from their Home tab (or a modal opened from there):
+    the answer goes on the tab, as there is no response_url."""
+    view = body.get("view") if isinstance(body.get("view"), dict) else {}
+    metadata = view.get("private_metadata")
+    form = RejectForm.load(metadata) if isinstance(metadata, str) and metadata else None
+    if view.get("type") == "home" or (form and form.home):
+        user = (body.get("user") or {}).get("id")
+        return user if isinstance(user, str) else None
+    return None
+
+
 def build_bolt_app(
     client: AsyncWebClient, signing_secret: str, services: Services, slack_api_url: str
 ) -> AsyncApp:
@@ -41,6 +53,7 @@ def build_bolt_app(
         context["services"] = services
         # Only ever Slack's own response_urls: a forged one must not aim our POSTs elsewhere.
         context["response_url"] = response_urls.trusted(answer_url(body))
+        context["home_user"] = home_user(body)
         await next_()
 
     app.action(ActionId.APPROVE.pattern())(explained(decide.approve))
@@ -48,6 +61,7 @@ def build_bolt_app(
     app.action(ActionId.VIEW_PAYLOAD.pattern())(explained(decide.view_payload))
     app.action(ActionId.OPEN_LINK.pattern())(explained(decide.open_link))
     app.view(CallbackId.REJECT.value)(explained(decide.reject_submitted))
+    app.event("app_home_opened")(explained(home.opened))
     app.command("/approvals")(explained(listing.approvals_command))
     app.action(ActionId.LIST_MORE.value)(explained(listing.more))
     app.error(explain)  # what fails in bolt itself, before a listener runs
@@ -62,6 +76,9 @@ async def explain(error: Exception, context: AsyncBoltContext) -> None:
         told = "Something went wrong on our side; nothing was decided. Try again."
     elif isinstance(error, errors.DatabaseUnavailable):
         log.warning("click refused: database unavailable: %s", error)
+    if user := context.get("home_user"):
+        await context["services"].home.tell(user, told)
+        return
     await tell(context.get("response_url"), told)
 
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.rotor import APPROVAL_ID_PATTERN
 
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+
 
 class ActionId(StrEnum):
     APPROVE = "approve"
@@ -80,3 +82,4 @@ class RejectForm(_Carried):
 
     id: str = Field(pattern=APPROVAL_ID_PATTERN)
     response_url: str | None = None
+    home: bool | None = None  # opened from the Home tab: answer there

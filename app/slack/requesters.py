@@ -12,10 +12,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.payload import at_path
 from app.slack import client
+from app.slack.ids import USER_ID
 
 log = logging.getLogger(__name__)
 
-USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 CACHE_SECONDS = 600.0
 

@@ -56,12 +56,18 @@ async def answer(response_url: str | None, **message) -> None:
         await AsyncWebhookClient(response_url).send(**message)
 
 
+MODAL_FAILED = "Could not open the form; please click again."
+
+
 async def open_modal(
     client: AsyncWebClient, trigger_id: str, response_url: str | None, view: View
-) -> None:
+) -> bool:
+    """Open `view`; False (the person told on `response_url`) when Slack refused."""
     try:
         await client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as e:
         # Most often an expired trigger_id (3 s): the person can simply click again.
         log.warning("views.open failed: %s", e.response.get("error"))
-        await tell(response_url, "Could not open the form; please click again.")
+        await tell(response_url, MODAL_FAILED)
+        return False
+    return True

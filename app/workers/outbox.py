@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
 
@@ -42,9 +43,16 @@ class Outbox(Worker):
     period = POLL_SECONDS
 
     def __init__(
-        self, store: Store, slack: AsyncWebClient, policy: Policy, requesters: Requesters
+        self,
+        store: Store,
+        slack: AsyncWebClient,
+        policy: Policy,
+        requesters: Requesters,
+        shown: Callable[[], None] = lambda: None,
     ) -> None:
+        """`shown` is called when Slack shows something new (Home tabs follow)."""
         super().__init__()
+        self.shown = shown
         self.tasks, self.votes, self.slack, self.policy = store.outbox, store.votes, slack, policy
         self.requesters = requesters
         self._wake = asyncio.Event()
@@ -160,7 +168,8 @@ class Outbox(Worker):
         than let the task run twice (a post would be found again, a reminder would not)."""
         for attempt in itertools.count(1):
             try:
-                return await self.tasks.finish(task.id, posted)
+                await self.tasks.finish(task.id, posted)
+                return self.shown()
             except DatabaseUnavailable as e:
                 if self.stopping:
                     raise  # the lease runs out; the post is found again by its metadata

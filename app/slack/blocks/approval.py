@@ -28,6 +28,7 @@ from app.slack.blocks.text import (
     escape,
     mention,
     mrkdwn,
+    one_line,
     one_line_clean,
     preview,
     slack_date,
@@ -36,6 +37,7 @@ from app.slack.ids import ActionId
 
 if TYPE_CHECKING:
     from app.config import QueuePolicy
+    from app.slack.blocks.listing import ListItem
 
 _URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto:\S*")
 
@@ -121,6 +123,19 @@ def title_of(
     if template and prefix and prefix != _TITLES[Status.PENDING]:
         text = clip(f"{prefix}: {text}", 150)
     return text
+
+
+def summary_line(approval: Approval | ListItem, queue: QueuePolicy | None) -> str:
+    """One escaped line: the queue's fields as `Label: value · …`, or else the masked payload."""
+    mask = queue.mask if queue else ()
+    if not (queue and queue.fields):
+        return escape(one_line(approval.payload, paths=mask))
+    facts = templates.Facts.of(
+        approval.payload, approval.job_id, approval.id, approval.queue_name, mask
+    )
+    return escape(
+        " · ".join(f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in queue.fields)
+    )
 
 
 def no_links(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -11,7 +10,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 
 from app.db.models import Status
 from app.slack.blocks import templates
-from app.slack.blocks.approval import decision_buttons
+from app.slack.blocks.approval import decision_buttons, summary_line
 from app.slack.blocks.text import (
     ago,
     clip,
@@ -19,16 +18,14 @@ from app.slack.blocks.text import (
     escape,
     mention,
     mrkdwn,
-    one_line,
     one_line_clean,
 )
 from app.slack.commands import ListQuery
-from app.slack.ids import ActionId, ListPage
+from app.slack.ids import USER_ID, ActionId, ListPage
 
 if TYPE_CHECKING:
     from app.config import Policy
 
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 LIST_PAGE_SIZE = 15  # two blocks an item keeps a page under the 50-block limit
 
@@ -53,7 +50,7 @@ def decided_line(item: ListItem) -> str | None:
     line = verb
     if item.decided_by:
         by = item.decided_by
-        line += " by " + (mention(by) if _SLACK_USER.match(by) else code(by, 100))
+        line += " by " + (mention(by) if USER_ID.match(by) else code(by, 100))
     if item.reason:
         line += ": " + escape(one_line_clean(item.reason, 300))
     return line
@@ -67,15 +64,10 @@ def item_line(item: ListItem, now: datetime, policy: Policy | None) -> str:
     lines = [f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {when}"]
     if decided := decided_line(item):
         lines.append(decided)
-    if queue and (queue.title or queue.fields):
+    if queue and queue.title:
         facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, mask)
-        if queue.title:
-            lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")
-        if queue.fields:
-            summary = (f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in queue.fields)
-            lines.append(escape(" · ".join(summary)))
-    else:
-        lines.append(escape(one_line(item.payload, paths=mask)))
+        lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")
+    lines.append(summary_line(item, queue))
     return clip("\n".join(lines), 2900)
 
 
@@ -91,6 +83,8 @@ def approvals_list(
     """`hidden` counts items left out because the person may not decide their queue."""
     scope = f" in {code(query.queue, 100)}" if query.queue else ""
     title = f"*{query.status.capitalize()} approvals*{scope}"
+    if query.mine:
+        title = f"*Approvals waiting on you*{scope}, oldest first"
     if not items:
         title += "\nNothing here."
     if hidden:

@@ -156,12 +156,17 @@ def one_line(payload: Any, limit: int = 120, paths: Collection[str] = ()) -> str
     return clip(text, limit)
 
 
-def slack_date(moment: datetime) -> str:
+def slack_date(moment: datetime, tokens: str = "{date_short_pretty} at {time}") -> str:
     """A date Slack shows in the reader's own time zone, with a UTC fallback."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     epoch = int(moment.timestamp())
     fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{epoch}^{{date_short_pretty}} at {{time}}|{fallback}>"
+    return f"<!date^{epoch}^{tokens}|{fallback}>"
+
+
+def slack_ago(moment: datetime) -> str:
+    """ "3 hours ago", counted by Slack as the reader looks: the text itself never changes."""
+    return slack_date(moment, "{ago}")
 
 
 def age(since: datetime, now: datetime) -> str:

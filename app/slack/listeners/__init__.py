@@ -11,6 +11,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from app.db.approvals import Approvals
 from app.decisions import Decider
 from app.rotor import RotorClient
+from app.slack.home import HomeTabs
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Services:
     decider: Decider
     rotor: RotorClient
     approvals: Approvals
+    home: HomeTabs
 
 
 def services(context: AsyncBoltContext) -> Services:

@@ -8,13 +8,14 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from app.db.models import Status
+from app.config import Policy
+from app.db.models import Approval, Status
 from app.slack.blocks.approval import title_of
 from app.slack.blocks.modals import payload_modal, reject_modal
 from app.slack.blocks.text import code, escape, mention
 from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm, approval_of
 from app.slack.listeners import services
-from app.slack.respond import open_modal, tell
+from app.slack.respond import MODAL_FAILED, open_modal, tell
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,29 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
         return
     decider = services(context).decider
     await decider.decide(approval_id, body["user"]["id"], Status.APPROVED)
-    if body.get("container", {}).get("is_ephemeral"):
-        # The list itself does not change: say it worked, naming the job, not the opaque id.
+    home_user = context.get("home_user")
+    if home_user or body.get("container", {}).get("is_ephemeral"):
+        # The list or the tab does not show the channel message: say it worked, naming the job.
         approval = await services(context).approvals.get(approval_id)
-        if approval is None:
-            await tell(context["response_url"], f"Approved {code(approval_id)}.")
-            return
-        queue = decider.policy.queue(approval.queue_name)
-        job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
-        if queue and queue.title:
-            job = f"*{escape(title_of(approval, queue))}* ({job})"
-        await tell(context["response_url"], f"Approved {job}.")
+        text = done_text(approval_id, approval, decider.policy)
+        if home_user:
+            await services(context).home.tell(home_user, text)
+        else:
+            await tell(context["response_url"], text)
+
+
+def done_text(approval_id: str, approval: Approval | None, policy: Policy) -> str:
+    """ "Approved *title* (job `x` on `q`).", or that the approval counted towards a quorum."""
+    if approval is None:
+        return f"Approved {code(approval_id)}."
+    queue = policy.queue(approval.queue_name)
+    job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
+    if queue and queue.title:
+        job = f"*{escape(title_of(approval, queue))}* ({job})"
+    if approval.status == Status.PENDING:
+        return f"Your approval of {job} counts; it waits for more approvals."
+    verb = "Rejected" if approval.status == Status.REJECTED else "Approved"
+    return f"{verb} {job}."
 
 
 async def reject(
@@ -52,8 +65,13 @@ async def reject(
     if not (approval_id := _button_approval(action)):
         return
     approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
-    form = RejectForm(id=approval_id, response_url=context["response_url"])
-    await open_modal(client, body["trigger_id"], form.response_url, reject_modal(approval, form))
+    home_user = context.get("home_user")
+    form = RejectForm(
+        id=approval_id, response_url=context["response_url"], home=True if home_user else None
+    )
+    modal = reject_modal(approval, form)
+    if not await open_modal(client, body["trigger_id"], form.response_url, modal) and home_user:
+        await services(context).home.tell(home_user, MODAL_FAILED)
 
 
 async def reject_submitted(
@@ -73,7 +91,13 @@ async def reject_submitted(
     await ack()
     if not (form := RejectForm.load(view.get("private_metadata") or "")):
         return  # not metadata we wrote
-    await services(context).decider.decide(form.id, body["user"]["id"], Status.REJECTED, reason)
+    user = body["user"]["id"]
+    await services(context).decider.decide(form.id, user, Status.REJECTED, reason)
+    if form.home:
+        approval = await services(context).approvals.get(form.id)
+        await services(context).home.tell(
+            user, done_text(form.id, approval, services(context).decider.policy)
+        )
 
 
 async def view_payload(

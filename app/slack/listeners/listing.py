@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.models.blocks import ContextBlock
 
 from app.db.models import utcnow
 from app.rotor import RotorError
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
+from app.slack.blocks.text import mrkdwn
 from app.slack.commands import (
     HELP,
     ListQuery,
@@ -31,7 +33,35 @@ async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltCont
         return
     await ack()
     user = command.get("user_id") or ""
+    if query.mine:
+        await _send_mine(context, user, query)
+        return
     await _send_list(context, user, query, cursor=None, page=0, replace=False)
+
+
+async def _send_mine(context: AsyncBoltContext, user: str, query: ListQuery) -> None:
+    """The Home tab's set (in one queue, if named): the oldest ones, and how many more."""
+    waiting = await services(context).home.waiting_on(user)
+    waiting = [w for w in waiting if query.queue in (None, w.queue_name)]
+    shown = waiting[:LIST_PAGE_SIZE]
+    found = await services(context).approvals.many([w.id for w in shown])
+    items = [
+        ListItem(a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at)
+        for a in (found.get(w.id) for w in shown)
+        if a is not None
+    ]
+    policy = services(context).decider.policy
+    listing = approvals_list(items, query, None, utcnow(), 0, policy)
+    if len(waiting) > len(shown):
+        more = f"… and {len(waiting) - len(shown)} more: the app's Home tab lists them all."
+        listing.append(ContextBlock(block_id="mine-more", elements=[mrkdwn(more)]))
+    await answer(
+        context["response_url"],
+        text="Approvals waiting on you",
+        blocks=[b.to_dict() for b in listing],
+        response_type="ephemeral",
+        replace_original=False,
+    )
 
 
 async def more(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:

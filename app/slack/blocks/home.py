@@ -1,0 +1,170 @@
+"""The Home tab: what waits on one person, grouped by queue, oldest first. Pure.
+
+Slack allows 100 blocks in a view: the oldest approvals are shown and the rest counted
+("… and 37 more in #finance"), so the view always publishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from app.db.approvals import Waiting
+from app.db.models import Approval
+from app.slack.blocks.approval import Quorum, decision_buttons, summary_line, title_of
+from app.slack.blocks.text import clip, code, escape, mrkdwn, slack_ago
+from app.slack.ids import ActionId
+
+if TYPE_CHECKING:
+    from app.config import Policy
+
+VIEW_BLOCKS_MAX = 100
+TOP_BLOCKS = 3  # notice, header, oldest
+GROUP_BLOCKS = 3  # divider, queue line, "… and N more"
+ITEM_BLOCKS = 2  # what it is, buttons
+
+
+@dataclass(frozen=True)
+class Group:
+    queue_name: str
+    channel: str
+    shown: list[Waiting] = field(default_factory=list)
+    more: int = 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which approvals fit in the view, and how many are only counted."""
+
+    groups: list[Group]
+    total: int
+    oldest: Waiting | None
+    other_queues: int = 0  # approvals in queues with no room even for a line
+
+    @property
+    def shown_ids(self) -> list[str]:
+        return [w.id for g in self.groups for w in g.shown]
+
+
+def fit(waiting: list[Waiting]) -> Layout:
+    """Oldest first: queues in the order of their oldest approval, and within each as many as
+    the block limit leaves room for."""
+    by_queue: dict[str, list[Waiting]] = {}
+    for item in waiting:
+        by_queue.setdefault(item.queue_name, []).append(item)
+    room = VIEW_BLOCKS_MAX - TOP_BLOCKS
+    queues = list(by_queue.values())
+    kept = queues[: room // GROUP_BLOCKS]
+    if len(kept) < len(queues):  # no room for every queue: the rest get one line together
+        kept = queues[: (room - 1) // GROUP_BLOCKS]
+        room -= 1
+    room -= GROUP_BLOCKS * len(kept)
+    groups = []
+    for items in kept:
+        take = min(len(items), room // ITEM_BLOCKS)
+        room -= ITEM_BLOCKS * take
+        if take == len(items):
+            room += 1  # no "… and N more" line
+        groups.append(Group(items[0].queue_name, items[0].channel, items[:take], len(items) - take))
+    other = sum(len(items) for items in queues[len(kept) :])
+    return Layout(groups, len(waiting), waiting[0] if waiting else None, other)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One approval on the tab, with what the view needs beyond its row."""
+
+    approval: Approval
+    quorum: Quorum
+    link: str | None  # the channel message
+
+
+def home_view(
+    layout: Layout,
+    shown: Callable[[str], Shown | None],
+    policy: Policy,
+    notice: str | None = None,
+) -> View:
+    blocks: list[Block] = []
+    if notice:
+        blocks.append(SectionBlock(block_id="notice", text=mrkdwn(clip(notice, 2900))))
+    count = layout.total
+    title = (
+        f"{count} approval{'s' if count != 1 else ''} wait{'s' if count == 1 else ''} on you"
+        if count
+        else "Nothing waits on you"
+    )
+    blocks.append(HeaderBlock(block_id="home-title", text=PlainTextObject(text=title)))
+    if layout.oldest:
+        oldest = f"The oldest was requested {slack_ago(layout.oldest.created_at)}."
+    else:
+        oldest = "Approvals you may decide appear here as they arrive."
+    blocks.append(ContextBlock(block_id="home-oldest", elements=[mrkdwn(oldest)]))
+    for group in layout.groups:
+        n = len(group.shown) + group.more
+        line = f"{code(group.queue_name, 100)} in <#{group.channel}> · {n} waiting"
+        blocks.append(DividerBlock(block_id=f"queue-end-{group.queue_name}"[:255]))
+        blocks.append(SectionBlock(block_id=f"queue-{group.queue_name}"[:255], text=mrkdwn(line)))
+        for item in group.shown:
+            if (found := shown(item.id)) is not None:
+                blocks += _item_blocks(found, policy)
+        if group.more:
+            more = f"… and {group.more} more in <#{group.channel}>"
+            blocks.append(
+                ContextBlock(block_id=f"more-{group.queue_name}"[:255], elements=[mrkdwn(more)])
+            )
+    if layout.other_queues:
+        more = f"… and {layout.other_queues} more in other queues: `/approvals mine` lists them."
+        blocks.append(ContextBlock(block_id="more-elsewhere", elements=[mrkdwn(more)]))
+    return View(type="home", blocks=blocks)
+
+
+def notice_view(notice: str) -> View:
+    """Only a notice: what the tab shows when its list cannot be read (the database is away)."""
+    later = "Your list is shown again as soon as the service's database answers."
+    return View(
+        type="home",
+        blocks=[
+            SectionBlock(block_id="notice", text=mrkdwn(clip(notice, 2900))),
+            ContextBlock(block_id="home-later", elements=[mrkdwn(later)]),
+        ],
+    )
+
+
+def _item_blocks(item: Shown, policy: Policy) -> list[Block]:
+    approval = item.approval
+    queue = policy.queue(approval.queue_name)
+    lines = [
+        "*" + escape(title_of(approval, queue)) + "*",
+        summary_line(approval, queue),
+    ]
+    facts = [f"requested {slack_ago(approval.created_at)}"]
+    if approval.requester:
+        facts.append(f"by <@{approval.requester}>")
+    if item.quorum.required > 1:
+        facts.append(f"{len(item.quorum.voters)} of {item.quorum.required} approvals")
+    lines.append(" · ".join(facts))
+    buttons = decision_buttons(approval.id, approval.queue_name, item.quorum.required)
+    if item.link:
+        buttons.append(
+            ButtonElement(
+                text="Open in channel", action_id=ActionId.OPEN_LINK.on(approval.id), url=item.link
+            )
+        )
+    return [
+        SectionBlock(block_id=f"item-{approval.id}", text=mrkdwn(clip("\n".join(lines), 2900))),
+        ActionsBlock(block_id=f"decide-{approval.id}", elements=buttons),
+    ]

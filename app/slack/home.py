@@ -1,0 +1,162 @@
+"""Each person's Home tab: the pending approvals they may decide, published when it would show
+something new (a digest of the last view per person, shared by replicas), and paced when many
+tabs change at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.config import Policy
+from app.db import Store
+from app.db.approvals import Waiting
+from app.db.models import Approval, utcnow
+from app.errors import DatabaseUnavailable
+from app.slack.approvers import ApproverCheck
+from app.slack.blocks.approval import Quorum
+from app.slack.blocks.home import Layout, Shown, fit, home_view, notice_view
+
+log = logging.getLogger(__name__)
+
+RECENT = timedelta(hours=1)  # tabs opened since then are kept up to date
+WAITING_MAX = 5_000  # pending approvals read for one refresh
+PUBLISH_GAP = 0.2  # seconds between refresh publishes (views.publish allows 100+ a minute)
+
+
+@dataclass
+class Snapshot:
+    """What is pending right now, read once for every tab a refresh publishes."""
+
+    waiting: list[Waiting]
+    voters: dict[str, list[str]]
+    approvals: dict[str, Approval] = field(default_factory=dict)
+    # People who may decide the same approvals see the same tab: rendered once a refresh.
+    views: dict[str, tuple[dict, str]] = field(default_factory=dict)
+
+
+class HomeTabs:
+    def __init__(
+        self, store: Store, slack: AsyncWebClient, policy: Policy, approvers: ApproverCheck
+    ) -> None:
+        self.store, self.slack, self.policy, self.approvers = store, slack, policy, approvers
+        self._workspace_url: str | None = None
+        self._outage_shown: set[str] = set()  # tabs showing only a notice: publish again
+
+    async def opened(self, user: str) -> None:
+        shown = await self.store.homes.opened(user, utcnow())
+        await self._publish(user, shown, await self._snapshot())
+
+    async def tell(self, user: str, notice: str) -> None:
+        """Show `notice` at the top of `user`'s tab (a click from there has no response_url);
+        with the database away, the notice alone, and the list again once it answers."""
+        try:
+            shown = await self.store.homes.opened(user, utcnow())
+            await self._publish(user, shown, await self._snapshot(), notice)
+        except DatabaseUnavailable:
+            with contextlib.suppress(SlackApiError, aiohttp.ClientError, TimeoutError):
+                await self.slack.views_publish(user_id=user, view=notice_view(notice).to_dict())
+                self._outage_shown.add(user)
+
+    async def refresh(self) -> int:
+        """Publish again every recently opened tab whose view changed; returns how many."""
+        tabs = await self.store.homes.recent(utcnow() - RECENT)
+        if not tabs:
+            return 0
+        snapshot, published = await self._snapshot(), 0
+        for tab in tabs:
+            started = time.monotonic()
+            if await self._publish(tab.user, tab.published, snapshot):
+                published += 1
+                await asyncio.sleep(PUBLISH_GAP - (time.monotonic() - started))
+        return published
+
+    async def waiting_on(self, user: str, snapshot: Snapshot | None = None) -> list[Waiting]:
+        """Pending approvals `user` may decide, minus their own requests and those they have
+        approved already (in a quorum), oldest first."""
+        snapshot = snapshot or await self._snapshot()
+        queues = {w.queue_name for w in snapshot.waiting}
+        allowed = {
+            q: await self.approvers.allowed(user, self.policy.approvers_for(q)) for q in queues
+        }
+        return [
+            w
+            for w in snapshot.waiting
+            if allowed[w.queue_name]
+            and w.requester != user
+            and user not in snapshot.voters.get(w.id, ())
+        ]
+
+    async def _snapshot(self) -> Snapshot:
+        waiting = await self.store.approvals.waiting(WAITING_MAX)
+        quorum = [w.id for w in waiting if self.policy.required_approvals(w.queue_name) > 1]
+        votes = await self.store.votes.of(quorum)
+        return Snapshot(waiting, {i: [user for user, _ in v] for i, v in votes.items()})
+
+    async def _publish(
+        self, user: str, shown: str | None, snapshot: Snapshot, notice: str | None = None
+    ) -> bool:
+        layout = fit(await self.waiting_on(user, snapshot))
+        key = repr((layout, notice))
+        if key not in snapshot.views:
+            snapshot.views[key] = await self._render(layout, snapshot, notice)
+        view, digest = snapshot.views[key]
+        if digest == shown and user not in self._outage_shown:
+            return False  # shows this already
+        if not await self.store.homes.claim(user, shown, digest):
+            return False  # another replica is publishing it
+        try:
+            await self.slack.views_publish(user_id=user, view=view)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
+            await self.store.homes.unclaim(user, digest)
+            error = e.response.get("error") if isinstance(e, SlackApiError) else repr(e)
+            log.warning("home: views.publish failed: %s", error, extra={"user": user})
+            if isinstance(e, SlackApiError) and e.response.status_code == 429:
+                await asyncio.sleep(float(e.response.headers.get("Retry-After", 1)))
+            return False
+        self._outage_shown.discard(user)
+        return True
+
+    async def _render(
+        self, layout: Layout, snapshot: Snapshot, notice: str | None
+    ) -> tuple[dict, str]:
+        """The view as Slack takes it, and its digest."""
+        missing = [i for i in layout.shown_ids if i not in snapshot.approvals]
+        snapshot.approvals.update(await self.store.approvals.many(missing))
+        workspace = await self._workspace()
+
+        def item(approval_id: str) -> Shown | None:
+            approval = snapshot.approvals.get(approval_id)
+            if approval is None:
+                return None
+            required = self.policy.required_approvals(approval.queue_name)
+            quorum = Quorum(required, snapshot.voters.get(approval_id, []))
+            return Shown(approval, quorum, _permalink(workspace, approval))
+
+        view = home_view(layout, item, self.policy, notice).to_dict()
+        return view, hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
+
+    async def _workspace(self) -> str | None:
+        """The workspace's address (auth.test), for links to channel messages."""
+        if self._workspace_url is None:
+            try:
+                self._workspace_url = (await self.slack.auth_test()).get("url") or ""
+            except (SlackApiError, aiohttp.ClientError, TimeoutError):
+                return None  # no links this time; asked again next time
+        return self._workspace_url or None
+
+
+def _permalink(workspace: str | None, approval: Approval) -> str | None:
+    """Slack's message link format: /archives/<channel>/p<ts without its dot>."""
+    if not (workspace and approval.channel and approval.ts):
+        return None
+    return f"{workspace.rstrip('/')}/archives/{approval.channel}/p{approval.ts.replace('.', '')}"
