@@ -131,6 +131,24 @@ def test_an_expired_lease_is_taken_over_and_counts_again(store_url):
     run(store_url, steps)
 
 
+def test_a_claim_is_renewed_only_while_it_is_still_that_claim(store_url):
+    async def steps(store: Store):
+        await queue_posts(store, "C0A", 1)
+        ((mine, _),) = await store.outbox.claim_run("C0A", LEASE, 1)
+        with later(LEASE - timedelta(seconds=1)):
+            assert await store.outbox.renew(mine.id, mine.attempts, LEASE)  # extended
+        with later(LEASE + timedelta(seconds=1)):
+            assert await store.outbox.claim_run("C0A", LEASE, 1) == []  # the renewal holds
+        with later(2 * LEASE):
+            ((theirs, _),) = await store.outbox.claim_run("C0A", LEASE, 1)  # taken over
+            assert not await store.outbox.renew(mine.id, mine.attempts, LEASE)
+            assert await store.outbox.renew(theirs.id, theirs.attempts, LEASE)
+        await store.outbox.finish(theirs.id)
+        assert not await store.outbox.renew(theirs.id, theirs.attempts, LEASE)
+
+    run(store_url, steps)
+
+
 def test_failed_tasks_are_skipped_and_lanes_are_listed_once(store_url):
     async def steps(store: Store):
         await queue_posts(store, "C0A", 2)

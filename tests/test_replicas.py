@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -119,3 +121,26 @@ def test_a_replica_killed_mid_burst_leaves_its_work_to_the_other(replicas, slack
     slack.app_url = f"{b.url}/slack/events"
     slack.click(CAROL, slack.find(ids[0])[0], "approve")
     wait_until(lambda: rotor.status(ids[0]) == "approved")
+
+
+def test_a_replica_frozen_mid_work_neither_stalls_the_other_nor_doubles_a_post(
+    start_service, slack, rotor, database_url
+):
+    if database_url.startswith("sqlite"):
+        pytest.skip("replicas share PostgreSQL in production; one database is enough here")
+    # Posts at 2 a second, so the replica is forever claiming the channel's next slot.
+    policy = make_policy(rate=2, timeout="1s", queues=OPS)
+    a, b = start_service(policy), start_service(policy)
+    ids = [rotor.create("ops", {"i": i})["id"] for i in range(12)]
+    for approval_id in ids:
+        rotor.deliver(approval_id, url=f"{a.url}/rotor/webhook")
+    wait_until(lambda: slack.count("chat.postMessage") >= 2, 20, "posting to begin")
+    # A stalls (a long pause, a stopped VM), likely inside a transaction holding row locks: the
+    # server ends that transaction after 10 s, and B takes the lane over once A's lease is gone.
+    os.kill(a.process.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: all(slack.find(x) for x in ids), 60, "the other replica to post")
+    finally:
+        os.kill(a.process.pid, signal.SIGCONT)
+    # A wakes in the middle of its run: what B posted is not posted again.
+    assert_each_posted_once(slack, ids, a, b)

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.errors import DatabaseUnavailable
 
 SQLITE_BUSY_SECONDS = 5
+IDLE_IN_TRANSACTION_MS = 10_000
 
 # What a stopped, unreachable, locked or read-only database raises (not a constraint or a bug).
 _UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError)
@@ -67,7 +68,16 @@ def describe(error: BaseException) -> str:
 
 def create_engine(url: str) -> AsyncEngine:
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # A replica frozen inside a transaction (a long pause, a stopped VM) must not hold its
+        # row locks over the others for ever: the server ends such a transaction after 10 s.
+        settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+        return create_async_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            connect_args={"server_settings": settings},
+        )
     # One connection: SQLite has one writer anyway, and waiting for the pool is an asyncio
     # wait, where waiting for the file lock is the busy handler sleeping in steps of up to 100 ms.
     # A file locked by another process for longer than these is an outage (webhooks get 503,

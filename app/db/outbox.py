@@ -88,6 +88,17 @@ class OutboxTasks:
             task.attempts += 1
         return [(task, by_id[task.approval_id]) for task in run]
 
+    async def renew(self, task_id: int, attempts: int, lease: timedelta) -> bool:
+        """Extend a claim while it is still this claim (a takeover counts another attempt);
+        False when it is someone else's now."""
+        async with self._db.session() as s:
+            result = await s.exec(
+                update(OutboxTask)
+                .where(OutboxTask.id == task_id, OutboxTask.attempts == attempts)
+                .values(locked_until=utcnow() + lease)
+            )
+            return result.rowcount == 1
+
     async def release(self, task_ids: list[int]) -> None:
         """Hand back claimed tasks that were not tried (their attempt does not count)."""
         if task_ids:

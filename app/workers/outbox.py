@@ -38,6 +38,10 @@ MAX_UNEXPECTED = 5  # tries of a task that fails in an unforeseen way before it 
 METADATA_EVENT = "rotor_approval"
 
 
+class LeaseLost(Exception):
+    """A claimed task's lease ran out and another worker took it over."""
+
+
 class Outbox(Worker):
     name = "outbox"
     period = POLL_SECONDS
@@ -101,15 +105,25 @@ class Outbox(Worker):
                 # Each done task is recorded in the background while the next one goes out;
                 # all are recorded before the lane claims again.
                 recording: list[asyncio.Task] = []
+                lost = False
                 for done, (task, approval) in enumerate(run):
                     if self.stopping:
                         await self.tasks.release([t.id for t, _ in run[done:]])
                         break
-                    if not await self._run(task, approval, recording):
+                    try:
+                        ran = await self._run(task, approval, recording)
+                    except LeaseLost:
+                        # Another worker holds the lane now: leave the rest of the run to it.
+                        log.warning("outbox: lease lost, lane %s left to its new holder", lane)
+                        lost = True
+                        break
+                    if not ran:
                         # It will be retried: the rest of the run must wait behind it.
                         await self.tasks.release([t.id for t, _ in run[done + 1 :]])
                         break
                 await asyncio.gather(*recording)
+                if lost:
+                    return
         except DatabaseUnavailable as e:
             self.database_lost(e)  # the lane runs again once the database answers
         except Exception:
@@ -145,7 +159,7 @@ class Outbox(Worker):
                 return False
             await self._fail(task, str(e))
             return False
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, LeaseLost):
             raise  # the lane stops; its lease runs out and the task is tried again
         except Exception as e:
             # A bug, or a payload nothing foresaw: it must not hold up the lane behind it.
@@ -202,6 +216,7 @@ class Outbox(Worker):
                 return self._posted(approval, channel, found)
         message = await self._render(approval, channel)
         response = await self._paced(
+            task,
             channel,
             self.slack.chat_postMessage,
             channel=channel,
@@ -270,6 +285,7 @@ class Outbox(Worker):
             return  # decided since it was queued
         approvers = self.policy.approvers_for(approval.queue_name)
         await self._paced(
+            task,
             approval.channel,
             self.slack.chat_postMessage,
             channel=approval.channel,
@@ -288,7 +304,9 @@ class Outbox(Worker):
             utcnow(),
             self.policy.queue(approval.queue_name),
         )
-        await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
+        await self._paced(
+            task, task.lane, self.slack.chat_postMessage, channel=task.lane, text=text
+        )
 
     async def _permalink(self, approval: Approval) -> str | None:
         """A link to the approval's message; None if there is none or Slack will not give it
@@ -311,8 +329,17 @@ class Outbox(Worker):
         voters = await self.votes.voters(approval.id) if required > 1 else []
         queue = self.policy.queue(approval.queue_name)
         text = blocks.requester_text(approval, voters, link, queue)
-        await self._paced(task.lane, self.slack.chat_postMessage, channel=task.lane, text=text)
+        await self._paced(
+            task, task.lane, self.slack.chat_postMessage, channel=task.lane, text=text
+        )
 
-    async def _paced(self, lane: str, method, /, **kwargs):
-        """chat.postMessage at the pace of the channel `lane`."""
-        return await client.call(method, pacer=self.pacer, paced_channel=lane, **kwargs)
+    async def _paced(self, task: OutboxTask, channel: str, method, /, **kwargs):
+        """chat.postMessage at the pace of `channel`, if `task` is still ours when its slot
+        comes: a replica that stalled past its lease must not post what another took over."""
+
+        async def if_still_ours(**arguments):
+            if not await self.tasks.renew(task.id, task.attempts, self.lease):
+                raise LeaseLost(task.id)
+            return await method(**arguments)
+
+        return await client.call(if_still_ours, pacer=self.pacer, paced_channel=channel, **kwargs)
