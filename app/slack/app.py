@@ -20,22 +20,24 @@ from app.slack.respond import ResponseUrls, tell
 log = logging.getLogger(__name__)
 
 
-def answer_url(body: dict) -> str | None:
+def reject_form(body: dict) -> RejectForm | None:
+    """The reject modal's metadata, when the request comes from that modal."""
+    view = body.get("view") if isinstance(body.get("view"), dict) else {}
+    metadata = view.get("private_metadata")
+    return RejectForm.load(metadata) if isinstance(metadata, str) and metadata else None
+
+
+def answer_url(body: dict, form: RejectForm | None) -> str | None:
     """Where to answer the person: the request's response_url, or the one a modal carries."""
     if body.get("response_url"):
         return body["response_url"]
-    view = body.get("view") if isinstance(body.get("view"), dict) else {}
-    metadata = view.get("private_metadata")
-    form = RejectForm.load(metadata) if isinstance(metadata, str) else None
     return form.response_url if form else None
 
 
-def home_user(body: dict) -> str | None:
+def home_user(body: dict, form: RejectForm | None) -> str | None:
     """Who clicked, when the click came from their Home tab (or a modal opened from there):
     the answer goes on the tab, as there is no response_url."""
     view = body.get("view") if isinstance(body.get("view"), dict) else {}
-    metadata = view.get("private_metadata")
-    form = RejectForm.load(metadata) if isinstance(metadata, str) and metadata else None
     if view.get("type") == "home" or (form and form.home):
         user = (body.get("user") or {}).get("id")
         return user if isinstance(user, str) else None
@@ -52,8 +54,9 @@ def build_bolt_app(
     async def carry(context: AsyncBoltContext, body: dict, next_: Callable[[], Awaitable]):
         context["services"] = services
         # Only ever Slack's own response_urls: a forged one must not aim our POSTs elsewhere.
-        context["response_url"] = response_urls.trusted(answer_url(body))
-        context["home_user"] = home_user(body)
+        form = reject_form(body)
+        context["response_url"] = response_urls.trusted(answer_url(body, form))
+        context["home_user"] = home_user(body, form)
         await next_()
 
     app.action(ActionId.APPROVE.pattern())(explained(decide.approve))
@@ -77,7 +80,7 @@ async def explain(error: Exception, context: AsyncBoltContext) -> None:
     elif isinstance(error, errors.DatabaseUnavailable):
         log.warning("click refused: database unavailable: %s", error)
     if user := context.get("home_user"):
-        await context["services"].home.tell(user, told)
+        await context["services"].home.show(user, told)
         return
     await tell(context.get("response_url"), told)
 

@@ -52,33 +52,30 @@ class HomeTabs:
         self._workspace_url: str | None = None
         self._outage_shown: set[str] = set()  # tabs showing only a notice: publish again
 
-    async def opened(self, user: str) -> None:
-        shown = await self.store.homes.opened(user, utcnow())
-        await self._publish(user, shown, await self._snapshot())
-
-    async def tell(self, user: str, notice: str) -> None:
-        """Show `notice` at the top of `user`'s tab (a click from there has no response_url);
-        with the database away, the notice alone, and the list again once it answers."""
+    async def show(self, user: str, notice: str | None = None) -> None:
+        """Publish `user`'s tab (they opened it, or acted there), with `notice` at the top: a
+        click from the tab has no response_url. With the database away, the notice alone, and
+        the list again once it answers."""
         try:
             shown = await self.store.homes.opened(user, utcnow())
             await self._publish(user, shown, await self._snapshot(), notice)
         except DatabaseUnavailable:
+            if notice is None:
+                raise
             with contextlib.suppress(SlackApiError, aiohttp.ClientError, TimeoutError):
                 await self.slack.views_publish(user_id=user, view=notice_view(notice).to_dict())
                 self._outage_shown.add(user)
 
-    async def refresh(self) -> int:
-        """Publish again every recently opened tab whose view changed; returns how many."""
+    async def refresh(self) -> None:
+        """Publish again every recently opened tab whose view changed."""
         tabs = await self.store.homes.recent(utcnow() - RECENT)
         if not tabs:
-            return 0
-        snapshot, published = await self._snapshot(), 0
+            return
+        snapshot = await self._snapshot()
         for tab in tabs:
             started = time.monotonic()
             if await self._publish(tab.user, tab.published, snapshot):
-                published += 1
                 await asyncio.sleep(PUBLISH_GAP - (time.monotonic() - started))
-        return published
 
     async def waiting_on(self, user: str, snapshot: Snapshot | None = None) -> list[Waiting]:
         """Pending approvals `user` may decide, minus their own requests and those they have

@@ -39,7 +39,7 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
         approval = await services(context).approvals.get(approval_id)
         text = done_text(approval_id, approval, decider.policy)
         if home_user:
-            await services(context).home.tell(home_user, text)
+            await services(context).home.show(home_user, text)
         else:
             await tell(context["response_url"], text)
 
@@ -71,7 +71,7 @@ async def reject(
     )
     modal = reject_modal(approval, form)
     if not await open_modal(client, body["trigger_id"], form.response_url, modal) and home_user:
-        await services(context).home.tell(home_user, MODAL_FAILED)
+        await services(context).home.show(home_user, MODAL_FAILED)
 
 
 async def reject_submitted(
@@ -95,7 +95,7 @@ async def reject_submitted(
     await services(context).decider.decide(form.id, user, Status.REJECTED, reason)
     if form.home:
         approval = await services(context).approvals.get(form.id)
-        await services(context).home.tell(
+        await services(context).home.show(
             user, done_text(form.id, approval, services(context).decider.policy)
         )
 

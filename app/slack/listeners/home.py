@@ -14,4 +14,4 @@ async def opened(ack: AsyncAck, event: dict, context: AsyncBoltContext) -> None:
     user = event.get("user")
     if event.get("tab") != "home" or not isinstance(user, str) or not USER_ID.match(user):
         return  # the Messages tab, or not an event Slack would send
-    await services(context).home.opened(user)
+    await services(context).home.show(user)
