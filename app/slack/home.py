@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 RECENT = timedelta(hours=1)  # tabs opened since then are kept up to date
 WAITING_MAX = 5_000  # pending approvals read for one refresh
 PUBLISH_GAP = 0.2  # seconds between refresh publishes (views.publish allows 100+ a minute)
+NOTICE_SECONDS = 60.0  # a notice on the tab outlives refreshes this long, so it can be read
 
 
 @dataclass
@@ -51,11 +52,16 @@ class HomeTabs:
         self.store, self.slack, self.policy, self.approvers = store, slack, policy, approvers
         self._workspace_url: str | None = None
         self._outage_shown: set[str] = set()  # tabs showing only a notice: publish again
+        self._notices: dict[str, tuple[str, float]] = {}  # user -> (notice, shown until)
 
     async def show(self, user: str, notice: str | None = None) -> None:
         """Publish `user`'s tab (they opened it, or acted there), with `notice` at the top: a
         click from the tab has no response_url. With the database away, the notice alone, and
         the list again once it answers."""
+        if notice is None:
+            self._notices.pop(user, None)
+        else:
+            self._notices[user] = (notice, time.monotonic() + NOTICE_SECONDS)
         try:
             shown = await self.store.homes.opened(user, utcnow())
             await self._publish(user, shown, await self._snapshot(), notice)
@@ -74,8 +80,15 @@ class HomeTabs:
         snapshot = await self._snapshot()
         for tab in tabs:
             started = time.monotonic()
-            if await self._publish(tab.user, tab.published, snapshot):
+            if await self._publish(tab.user, tab.published, snapshot, self._notice(tab.user)):
                 await asyncio.sleep(PUBLISH_GAP - (time.monotonic() - started))
+
+    def _notice(self, user: str) -> str | None:
+        notice, until = self._notices.get(user, (None, 0.0))
+        if time.monotonic() > until:
+            self._notices.pop(user, None)
+            return None
+        return notice
 
     async def waiting_on(self, user: str, snapshot: Snapshot | None = None) -> list[Waiting]:
         """Pending approvals `user` may decide, minus their own requests and those they have
