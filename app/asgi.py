@@ -11,17 +11,14 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
+from app import metrics, signing
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH, SLACK_PATH = "/rotor/webhook", "/slack/events"
-# The headers each signed route needs, and which of them holds its Unix timestamp.
-SIGNED = {
-    WEBHOOK_PATH: (("webhook-id", "webhook-timestamp", "webhook-signature"), "webhook-timestamp"),
-    SLACK_PATH: (("x-slack-request-timestamp", "x-slack-signature"), "x-slack-request-timestamp"),
-}
-WINDOW_SECONDS = 5 * 60  # Standard Webhooks and Slack both refuse signatures older than this
+SIGNED = (WEBHOOK_PATH, SLACK_PATH)
+SLACK_STAMP, SLACK_SIGNATURE = "x-slack-request-timestamp", "x-slack-signature"
+WINDOW_SECONDS = signing.WINDOW_SECONDS  # Slack refuses signatures older than this too
 # A body up to this size costs no budget: uvicorn reads that far ahead on every connection
 # anyway, and its `limit_concurrency` bounds how many there are.
 FREE_BYTES = 64 * 1024
@@ -48,16 +45,21 @@ class Budget:
 
 def signature_problem(headers: Headers, path: str, now: float) -> str | None:
     """Why the request cannot carry a valid signature, judged from its headers alone."""
-    names, stamp = SIGNED[path]
-    missing = [name for name in names if not headers.get(name)]
+    if path == WEBHOOK_PATH:  # either header family (app.signing)
+        try:
+            signing.check_timestamp(signing.signed_headers(headers), now)
+        except signing.SignatureError as e:
+            return str(e)
+        return None
+    missing = [name for name in (SLACK_STAMP, SLACK_SIGNATURE) if not headers.get(name)]
     if missing:
         return f"missing {', '.join(missing)}"
     try:
-        age = now - int(headers[stamp])
+        age = now - int(headers[SLACK_STAMP])
     except ValueError:
-        return f"{stamp} is not a Unix time"
+        return f"{SLACK_STAMP} is not a Unix time"
     if abs(age) > WINDOW_SECONDS:
-        return f"{stamp} is outside the 5-minute window"
+        return f"{SLACK_STAMP} is outside the 5-minute window"
     return None
 
 

@@ -150,6 +150,10 @@ def check() -> None:
         if name.lower() not in bad
     ]
     problems += policy_problems
+    if form := _secret_form(settings, bad):
+        typer.echo(form)
+    if warning := _key_warning(settings):
+        typer.echo(f"rotor-slack: {warning}", err=True)
     for answer, problem in asyncio.run(_reach(settings, bad)):
         if answer:
             typer.echo(answer)
@@ -162,6 +166,27 @@ def check() -> None:
     typer.echo("configuration ok; Slack, Rotor and the database answer")
 
 
+def _secret_form(settings: Settings, bad: set[str]) -> str | None:
+    """How the webhook secret was read (never its value)."""
+    from app import signing
+
+    secret = settings.rotor_webhook_secret
+    if secret is None or "rotor_webhook_secret" in bad:
+        return None
+    return f"ROTOR_WEBHOOK_SECRET: {signing.secret_forms(secret.get_secret_value())}"
+
+
+def _key_warning(settings: Settings) -> str | None:
+    key = settings.rotor_api_key
+    if key is None or key.get_secret_value().startswith(WORKSPACE_KEY_PREFIX):
+        return None
+    return (
+        f"warning: ROTOR_API_KEY does not look like a Rotor workspace key "
+        f"({WORKSPACE_KEY_PREFIX}…): create one in the Rotor workspace's API keys"
+    )
+
+
+WORKSPACE_KEY_PREFIX = "rt_ws_"
 Reached = tuple[str | None, str | None]  # what answered, or what is wrong
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import tomllib
 from datetime import timedelta
@@ -22,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app import signing
 from app.slack.blocks import templates
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -102,6 +102,11 @@ class SyncPolicy(_Strict):
     poll: Duration | None = None
 
 
+class RotorPolicy(_Strict):
+    # This deployment's share of the workspace's rate limit (Free 60, Pro 300, Team 1,000).
+    requests_per_minute: int = Field(default=60, ge=10, le=100_000)
+
+
 # A dotted path into a job's payload, e.g. `requestedBy` or `meta.owner.email`.
 PayloadPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)]
 
@@ -148,6 +153,7 @@ class Policy(_Strict):
     slack: SlackPolicy = SlackPolicy()
     reminders: ReminderPolicy = ReminderPolicy()
     sync: SyncPolicy = SyncPolicy()
+    rotor: RotorPolicy = RotorPolicy()
     queues: list[QueuePolicy] = []
 
     @model_validator(mode="after")
@@ -222,18 +228,8 @@ class Settings(BaseSettings):
     @field_validator("rotor_webhook_secret")
     @classmethod
     def _webhook_secret(cls, v: SecretStr | None) -> SecretStr | None:
-        # standardwebhooks itself lets some broken base64 through ("whsec_abc"), so decode strictly.
         if v is not None:
-            key = v.get_secret_value().removeprefix("whsec_")
-            try:
-                valid = bool(base64.b64decode(key, validate=True))
-            except ValueError:
-                valid = False
-            if not valid:
-                raise ValueError(
-                    "must be a Standard Webhooks secret, whsec_ + base64: "
-                    "copy the webhook endpoint's signing secret from Rotor again"
-                )
+            signing.secret_keys(v.get_secret_value())  # raises ValueError naming the problem
         return v
 
     @field_validator("database_url")

@@ -19,10 +19,11 @@ from app import metrics
 from app.asgi import BODY_SECONDS, BUFFER_BYTES, Budget, RequestGuard
 from app.config import Policy, Settings
 from app.db import Store
+from app.db.budget import RotorBudget
 from app.db.models import utcnow
 from app.decisions import Decider
 from app.errors import DatabaseUnavailable
-from app.intake import Intake
+from app.intake import Intake, OutsideDecisions
 from app.rotor import RotorClient
 from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
@@ -46,7 +47,11 @@ READY_SECONDS = 3  # /readyz answers within this, database or not
 def create_app(settings: Settings, policy: Policy) -> Starlette:
     settings.require_serving(polled=policy.sync.poll is not None)
     store = Store(settings.database_url)
-    rotor = RotorClient(str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value())
+    # Every call to Rotor, by any replica, draws on the workspace's rate limit.
+    budget = RotorBudget(store, policy.rotor.requests_per_minute)
+    rotor = RotorClient(
+        str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value(), budget=budget
+    )
     # No client-level retries: the outbox alone retries, so nothing is posted twice.
     slack = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
@@ -60,9 +65,12 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     home_refresh = HomeRefresh(home)
     outbox = Outbox(store, slack, policy, requesters, shown=home_refresh.wake)
     intake = Intake(store, policy, outbox.wake)
+    # Clicks come first; what no person waits on gives way to them.
+    background = rotor.background()
+    outside = OutsideDecisions(store, background, intake, outbox.wake)
     decider = Decider(store, rotor, policy, approvers, requesters, intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake, decider.expire)
-    sync = Sync(store, rotor, intake, policy, outbox.wake)
+    sync = Sync(store, background, intake, outside, policy, outbox.wake)
     services = Services(decider=decider, rotor=rotor, approvals=store.approvals, home=home)
     signing_secret = settings.slack_signing_secret
     bolt = build_bolt_app(
@@ -77,7 +85,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     socket = SocketMode(bolt, app_token.get_secret_value()) if app_token else None
     workers = {"outbox": outbox, "reminders": reminders, "sync": sync, "home": home_refresh}
     if policy.sync.poll is not None:
-        workers["poll"] = Poll(store, rotor, intake, policy)
+        workers["poll"] = Poll(store, background, intake, policy)
     running: dict[str, asyncio.Task] = {}
 
     @contextlib.asynccontextmanager
@@ -98,6 +106,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
                 async with asyncio.timeout(STOP_SECONDS):
                     await decider.in_flight.wait_idle()
             await outbox.stop()
+            await outside.close()
             for task in running.values():
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
@@ -149,7 +158,11 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     if settings.rotor_webhook_secret is not None:  # else approvals are polled
         secret = settings.rotor_webhook_secret.get_secret_value()
         routes.append(
-            Route("/rotor/webhook", webhook_endpoint(secret, intake.accept), methods=["POST"])
+            Route(
+                "/rotor/webhook",
+                webhook_endpoint(secret, intake.accept, outside.signal),
+                methods=["POST"],
+            )
         )
     app = Starlette(routes=routes, lifespan=lifespan)
     guard = {"limit": MAX_BODY, "budget": Budget(BUFFER_BYTES), "seconds": BODY_SECONDS}

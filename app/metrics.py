@@ -11,6 +11,17 @@ MESSAGES = Counter("rotor_slack_slack_messages", "Slack messages sent by kind", 
 DECISIONS = Counter("rotor_slack_decisions", "Decisions from Slack by outcome", ["outcome"])
 SLACK_ERRORS = Counter("rotor_slack_slack_errors", "Slack API errors by error", ["error"])
 ROTOR_ERRORS = Counter("rotor_slack_rotor_errors", "Rotor API errors by kind", ["kind"])
+ROTOR_RATE_LIMITED = Counter("rotor_slack_rotor_rate_limited", "Rotor answers of 429")
+ROTOR_BUDGET_WAITS = Counter(
+    "rotor_slack_rotor_budget_waits",
+    "Rotor calls that waited for the rate budget, by priority (people, background)",
+    ["priority"],
+)
+ROTOR_BUDGET_WAITED = Counter(
+    "rotor_slack_rotor_budget_waited_seconds",
+    "Seconds Rotor calls spent waiting for the rate budget, by priority",
+    ["priority"],
+)
 OUTBOX_DEPTH = Gauge("rotor_slack_outbox_depth", "Tasks waiting in the outbox")
 OUTBOX_OLDEST = Gauge("rotor_slack_outbox_oldest_seconds", "Age of the oldest waiting task")
 OUTBOX_FAILED = Gauge(

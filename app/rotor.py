@@ -1,24 +1,40 @@
-"""Typed client for the Rotor approvals API.
+"""Typed client for the Rotor approvals API, as Rotor documents it.
 
-RotorError                 Rotor could not be reached or answered something unusable
- ├── RotorUnavailable      connection failure, timeout, 429 or 5xx: worth trying again
+RotorError                 Rotor could not be reached or answered something unusable; carries
+ │                         Rotor's error `code` and `message` when it sent its error shape
+ ├── RotorUnavailable      connection failure, timeout or 5xx: worth trying again
+ │    └── RotorRateLimited 429, or this deployment's budget is spent: not before `retry_after`
  ├── RotorConflict         409: the approval is no longer pending
  └── RotorNotFound         404: Rotor does not know the approval
+
+Every call draws on the workspace's rate limit through a `RotorBudget` shared by the replicas
+(app.db.budget): a client for people books the next slot, a `background()` one only takes a
+slot that is free. A 429 pushes every slot past its Retry-After; it is never retried at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import re
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app import metrics
+from app.errors import DatabaseUnavailable
 from app.retry import backoff
 
+if TYPE_CHECKING:
+    from app.db.budget import RotorBudget
+
 APPROVAL_ID_PATTERN = r"^apv_[0-9a-f]{32}$"
+DEFAULT_RETRY_AFTER = 60.0  # Rotor's 429 without a Retry-After: back off a minute
+PEOPLE_PATIENCE = 5.0  # a click waits this long for the budget, then is told to try again
+MAX_TEXT = 200  # of Rotor's error code and message, kept for logs and Slack
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,9 +80,24 @@ class ApprovalPage(BaseModel):
 class RotorError(Exception):
     """Rotor could not be reached or answered something unusable."""
 
+    def __init__(self, text: str, code: str | None = None) -> None:
+        super().__init__(text)
+        self.code = code
+
 
 class RotorUnavailable(RotorError):
     """Connection failure, timeout or 5xx: worth trying again later."""
+
+
+class RotorRateLimited(RotorUnavailable):
+    """Over the workspace's rate limit: no call before `retry_after` seconds."""
+
+    def __init__(self, retry_after: float, code: str | None = None) -> None:
+        seconds = max(1, round(retry_after))
+        super().__init__(
+            f"Rotor's rate limit for this workspace is used up; try again in {seconds} s", code
+        )
+        self.retry_after = retry_after
 
 
 class RotorConflict(RotorError):
@@ -90,8 +121,9 @@ class RotorClient:
         timeout: float = 10.0,
         retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,
+        budget: RotorBudget | None = None,
     ) -> None:
-        self._retries = retries
+        self._retries, self._budget, self._background = retries, budget, False
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "rotor-slack"},
@@ -109,6 +141,12 @@ class RotorClient:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    def background(self) -> RotorClient:
+        """The same client for work no person waits on: it gives way to people's calls."""
+        other = copy.copy(self)
+        other._background = True
+        return other
 
     async def list_approvals(
         self,
@@ -141,8 +179,8 @@ class RotorClient:
                 if attempt and (await self.get_approval(approval_id)).status == status:
                     return
                 raise
-            except RotorUnavailable:
-                if attempt == self._retries:
+            except RotorUnavailable as e:
+                if attempt == self._retries or isinstance(e, RotorRateLimited):
                     raise
                 await asyncio.sleep(backoff(attempt + 1, base=0.25, cap=2.0))
 
@@ -150,12 +188,39 @@ class RotorClient:
         for attempt in range(self._retries + 1):
             try:
                 return await self._once(method, path, **kwargs)
-            except RotorUnavailable:
-                if attempt == self._retries:
+            except RotorUnavailable as e:
+                if attempt == self._retries or isinstance(e, RotorRateLimited):
                     raise
                 await asyncio.sleep(backoff(attempt + 1, base=0.25, cap=2.0))
 
+    async def _wait_for_budget(self) -> None:
+        """Wait for a slot of the rate budget. Without the database to share it through, the
+        call goes ahead (Rotor's own 429 still holds it back): a decision Rotor can take must
+        not fail for want of our bookkeeping."""
+        if self._budget is None:
+            return
+        with contextlib.suppress(DatabaseUnavailable):
+            await self._take_slot()
+
+    async def _take_slot(self) -> None:
+        priority = "background" if self._background else "people"
+        waited = 0.0
+        if self._background:
+            while (free_in := await self._budget.take_free()) is not None:
+                await asyncio.sleep(free_in)
+                waited += free_in
+        else:
+            waited = max(0.0, await self._budget.book())
+            if waited > PEOPLE_PATIENCE:
+                metrics.ROTOR_BUDGET_WAITS.labels(priority=priority).inc()
+                raise RotorRateLimited(waited)
+            await asyncio.sleep(waited)
+        if waited:
+            metrics.ROTOR_BUDGET_WAITS.labels(priority=priority).inc()
+            metrics.ROTOR_BUDGET_WAITED.labels(priority=priority).inc(waited)
+
     async def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+        await self._wait_for_budget()
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -163,22 +228,75 @@ class RotorClient:
         except httpx.TransportError as e:
             raise RotorUnavailable(f"Rotor is unreachable ({type(e).__name__})") from None
         status = response.status_code
+        if status < 400:
+            return _json(response)
+        code, message = error_of(response)
+        words = said(code, message)
+        if status == 429:
+            metrics.ROTOR_RATE_LIMITED.inc()
+            retry_after = retry_after_of(response)
+            if self._budget is not None:
+                with contextlib.suppress(DatabaseUnavailable):
+                    await self._budget.push(retry_after)
+            raise RotorRateLimited(retry_after, code)
         if status == 409:
-            raise RotorConflict("the approval is no longer pending")
+            raise RotorConflict(f"the approval is no longer pending{words}", code)
         if status == 404:
-            raise RotorNotFound("Rotor does not know this approval")
-        if status in (401, 403):
-            raise RotorError(f"Rotor refused the API key (HTTP {status})")
-        if status == 429 or status >= 500:
-            raise RotorUnavailable(f"Rotor answered HTTP {status}")
-        if status >= 400:
-            raise RotorError(f"Rotor answered HTTP {status}")
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise RotorError("Rotor answered with something that is not JSON") from None
+            raise RotorNotFound(f"Rotor does not know this approval{words}", code)
+        if status == 401 or (status == 403 and code is None):
+            raise RotorError(f"Rotor refused the API key (HTTP {status}{words})", code)
+        if status >= 500:
+            raise RotorUnavailable(f"Rotor answered HTTP {status}{words}", code)
+        raise RotorError(f"Rotor answered HTTP {status}{words}", code)
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise RotorError("Rotor answered with something that is not JSON") from None
+
+
+def error_of(response: httpx.Response) -> tuple[str | None, str | None]:
+    """Rotor's documented error shape `{"error": {"code", "message", "details"}}`: the code and
+    message, clipped and on one line (they reach logs and Slack); None for what is missing."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None, None
+    if isinstance(error, str):  # tolerated: a bare message
+        return None, _clean(error) or None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    return (
+        (_clean(code) or None) if isinstance(code, str) else None,
+        (_clean(message) or None) if isinstance(message, str) else None,
+    )
+
+
+def said(code: str | None, message: str | None) -> str:
+    """What Rotor said, to append to our own words: `: CODE: message`."""
+    return "".join(f": {part}" for part in (code, message) if part)
+
+
+def retry_after_of(response: httpx.Response) -> float:
+    """Seconds from a 429's Retry-After (a minute when absent or unreadable; at most an hour)."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return DEFAULT_RETRY_AFTER
+    if seconds != seconds:  # NaN
+        return DEFAULT_RETRY_AFTER
+    return min(max(seconds, 1.0), 3600.0)
+
+
+def _clean(text: str) -> str:
+    """Rotor's text fit for one log line or a Slack notice: printable, one line, clipped."""
+    flat = "".join(c if c.isprintable() else " " for c in text[: MAX_TEXT * 2])
+    return " ".join(flat.split())[:MAX_TEXT]
 
 
 def _approval_path(approval_id: str) -> str:

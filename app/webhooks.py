@@ -1,19 +1,24 @@
-"""`POST /rotor/webhook`: verify, parse and record `approval.pending` events."""
+"""`POST /rotor/webhook`: verify and parse Rotor's events, and hand each to what handles it.
+
+`approval.pending` is recorded (and so posted); `approval.approved` / `approval.rejected` are a
+signal to read the approval from Rotor (their other fields are undocumented); `webhook.test`
+gets a log line; any other event is answered 200 and ignored. Every verified event is answered
+2xx except a malformed `approval.pending`, so Rotor never retries one forever.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app import metrics
+from app import metrics, signing
 from app.db.models import Approval, utcnow
 from app.errors import DatabaseUnavailable
 from app.rotor import APPROVAL_ID_PATTERN
@@ -48,21 +53,37 @@ class PendingEvent(BaseModel):
     workspace_id: str | None = Field(default=None, alias="workspaceId")
 
 
+class DecisionEvent(BaseModel):
+    """`approval.approved` / `approval.rejected`: only the id is documented, so only it is read."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    approval_id: str = Field(alias="approvalId", pattern=APPROVAL_ID_PATTERN)
+
+
+PENDING, DECIDED, TEST = (
+    "approval.pending",
+    ("approval.approved", "approval.rejected"),
+    "webhook.test",
+)
+
+
 class WebhookError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
 
 
-def verify(webhook: Webhook, body: bytes, headers: dict[str, str]) -> None:
+def verify(keys: list[bytes], body: bytes, headers: dict[str, str]) -> None:
     try:
-        webhook.verify(body, headers, json_parse=False)
-    except (WebhookVerificationError, ValueError, UnicodeDecodeError) as e:
+        signing.verify(keys, headers, body, time.time())
+    except signing.SignatureError as e:
         raise WebhookError(401, f"signature check failed: {e}") from None
 
 
-def parse(body: bytes) -> PendingEvent | None:
-    """The event's data, or None for event types this service does not handle."""
+def parse(body: bytes) -> PendingEvent | DecisionEvent | str | None:
+    """A pending or decision event's data, the name of a test event, or None for event types
+    this service does not handle."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -73,7 +94,18 @@ def parse(body: bytes) -> PendingEvent | None:
         raise WebhookError(422, TOO_DEEP)
     if not isinstance(document, dict) or not isinstance(document.get("event"), str):
         raise WebhookError(400, 'body must be an object with an "event" string')
-    if document["event"] != "approval.pending":
+    kind = document["event"]
+    if kind == TEST:
+        return TEST
+    if kind in DECIDED:
+        try:
+            return DecisionEvent.model_validate(document.get("data"))
+        except ValidationError:
+            # Verified, yet not usable: answered 2xx (a retry would not mend it); the sync
+            # still finds the decision.
+            log.warning("webhook: %s without a valid approvalId: ignored", kind)
+            return None
+    if kind != PENDING:
         return None
     try:
         return PendingEvent.model_validate(document.get("data"))
@@ -94,20 +126,33 @@ def as_approval(event: PendingEvent) -> Approval:
     )
 
 
-def webhook_endpoint(secret: str, intake: Callable[[Approval], Awaitable[bool]]):
-    """The route handler; `intake` records an approval and says whether it was new."""
-    webhook = Webhook(secret)
+def webhook_endpoint(
+    secret: str,
+    intake: Callable[[Approval], Awaitable[bool]],
+    decided: Callable[[str], None],
+):
+    """The route handler. `intake` records an approval and says whether it was new; `decided`
+    starts reading a decided approval from Rotor (it returns at once)."""
+    keys = signing.secret_keys(secret)
 
     async def endpoint(request: Request) -> JSONResponse:
         body = await request.body()  # RequestGuard has capped its size and time
         try:
-            verify(webhook, body, dict(request.headers))
+            verify(keys, body, dict(request.headers))
             event = parse(body)
         except WebhookError as e:
             metrics.WEBHOOKS.labels(outcome=f"rejected_{e.status}").inc()
             log.warning("webhook refused: %s", e.message)
             return JSONResponse({"error": e.message}, status_code=e.status)
-        if event is None:
+        if event == TEST:
+            metrics.WEBHOOKS.labels(outcome="test").inc()
+            log.info("webhook.test: a verified test event arrived: the webhook secret is right")
+            return JSONResponse({"status": "ok"}, status_code=200)
+        if isinstance(event, DecisionEvent):
+            metrics.WEBHOOKS.labels(outcome="decision").inc()
+            decided(event.approval_id)
+            return JSONResponse({"status": "accepted"}, status_code=202)
+        if not isinstance(event, PendingEvent):
             metrics.WEBHOOKS.labels(outcome="ignored").inc()
             return JSONResponse({"status": "ignored"}, status_code=200)
         try:

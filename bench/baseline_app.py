@@ -1,23 +1,25 @@
-"""The ingest baseline: a bare Starlette endpoint that verifies the Standard Webhooks signature
+"""The ingest baseline: a bare Starlette endpoint that verifies Rotor's webhook signature
 and answers 202, under the same uvicorn settings as `rotor-slack serve`."""
 
 import sys
+import time
 
 import uvicorn
-from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from app import signing
+
 
 def app_for(secret: str) -> Starlette:
-    webhook = Webhook(secret)
+    keys = signing.secret_keys(secret)
 
     async def receive(request):
         body = await request.body()
         try:
-            webhook.verify(body, dict(request.headers), json_parse=False)
-        except Exception:
+            signing.verify(keys, request.headers, body, time.time())
+        except signing.SignatureError:
             return JSONResponse({"error": "bad signature"}, status_code=401)
         return JSONResponse({"status": "accepted"}, status_code=202)
 

@@ -97,7 +97,7 @@ async def one_pass(database: str, rotor_url: str, size: int) -> dict:
     from app import schema
     from app.config import parse_policy
     from app.db import Store
-    from app.intake import Intake
+    from app.intake import Intake, OutsideDecisions
     from app.rotor import RotorClient
     from app.workers.sync import Sync
 
@@ -107,7 +107,9 @@ async def one_pass(database: str, rotor_url: str, size: int) -> dict:
         await schema.upgrade(store)
         await fill(store, size)
         async with RotorClient(rotor_url, KEY) as rotor:
-            sync = Sync(store, rotor, Intake(store, policy, lambda: None), policy, lambda: None)
+            intake = Intake(store, policy, lambda: None)
+            outside = OutsideDecisions(store, rotor, intake, lambda: None)
+            sync = Sync(store, rotor, intake, outside, policy, lambda: None)
             before = rss_mb("VmRSS")
             Path("/proc/self/clear_refs").write_text("5")  # noqa: ASYNC240  (peak RSS from here on)
             started = time.perf_counter()

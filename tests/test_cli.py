@@ -51,6 +51,9 @@ def test_check_passes_against_slack_rotor_and_the_database(env, tmp_path):
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == ""  # nothing left unclosed either
     assert "Slack: signed in" in result.stdout and "Rotor:" in result.stdout
+    # How the webhook secret was read, never the secret; a workspace key is not warned about.
+    assert "ROTOR_WEBHOOK_SECRET: 1 secret: whsec_ base64\n" in result.stdout
+    assert env["ROTOR_WEBHOOK_SECRET"] not in result.stdout
     assert f"Database: {env['DATABASE_URL']} answers" in result.stdout
 
 
@@ -68,8 +71,8 @@ def test_check_reports_every_problem_at_once(env, tmp_path):
     assert result.returncode == 1
     found = problems(result)
     assert found[:4] == [
-        "ROTOR_WEBHOOK_SECRET: must be a Standard Webhooks secret, whsec_ + base64: "
-        "copy the webhook endpoint's signing secret from Rotor again",
+        "ROTOR_WEBHOOK_SECRET: secret 1 starts with whsec_ but is not base64 after it: "
+        "copy the endpoint's signing secret from Rotor again",
         "SLACK_BOT_TOKEN: required, not set",
         "SLACK_SIGNING_SECRET: required, not set",
         "ROTOR_API_KEY: required, not set",
@@ -95,8 +98,10 @@ def test_check_fails_clearly_on_a_wrong_token_key_and_database(env, tmp_path):
     assert set(problems(result)) == {
         "Slack refused auth.test: invalid_auth: check SLACK_BOT_TOKEN "
         "(the app's Bot User OAuth Token, xoxb-…)",
-        f"Rotor at {env['ROTOR_API_URL']}/: Rotor refused the API key (HTTP 401): "
-        "check ROTOR_API_KEY",
+        f"Rotor at {env['ROTOR_API_URL']}/: Rotor refused the API key "
+        "(HTTP 401: UNAUTHORIZED: invalid API key): check ROTOR_API_KEY",
+        "warning: ROTOR_API_KEY does not look like a Rotor workspace key (rt_ws_…): "
+        "create one in the Rotor workspace's API keys",
         f"DATABASE_URL (sqlite+aiosqlite:///{tmp_path}): cannot open the SQLite file "
         f"{tmp_path}: create its directory and make it writable, or point DATABASE_URL elsewhere",
     }

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app import signing
 from app.asgi import BODY_SECONDS, BUFFER_BYTES
 from app.sandbox.rotor import new_approval_id, sign_webhook
 from app.sandbox.slack_people import sign_slack
@@ -58,12 +59,14 @@ def answer(sock: socket.socket, timeout: float) -> tuple[int, str] | None:
     return int(head.split()[1]), head
 
 
-def fresh_looking() -> dict[str, str]:
-    """Standard Webhooks headers that pass every check but the signature itself."""
+def fresh_looking(names: tuple[str, str, str] = signing.ROTOR) -> dict[str, str]:
+    """Signature headers (Rotor's names, or `signing.STANDARD`) that pass every check but the
+    signature itself."""
+    msg_id, stamp, signature = names
     return {
-        "webhook-id": "msg_flood",
-        "webhook-timestamp": str(int(time.time())),
-        "webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        msg_id: "msg_flood",
+        stamp: str(int(time.time())),
+        signature: "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
     }
 
 
@@ -87,7 +90,14 @@ def test_requests_without_fresh_signature_headers_are_refused_before_their_body(
     cases = [
         ("/rotor/webhook", {}),
         ("/rotor/webhook", sign_webhook(rotor.webhook_secret, "x", stale)),
-        ("/rotor/webhook", fresh_looking() | {"webhook-timestamp": "soon"}),
+        ("/rotor/webhook", fresh_looking() | {"rotor-webhook-timestamp": "soon"}),
+        ("/rotor/webhook", sign_webhook(rotor.webhook_secret, "x", stale, signing.STANDARD)),
+        ("/rotor/webhook", fresh_looking(signing.STANDARD) | {"webhook-timestamp": "soon"}),
+        # One family half there: its missing headers are named, the other family is not mixed in.
+        (
+            "/rotor/webhook",
+            {"rotor-webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"},
+        ),
         ("/slack/events", {}),
         ("/slack/events", slack_stale),
         ("/slack/events", {"X-Slack-Request-Timestamp": str(int(time.time()))}),
@@ -98,12 +108,12 @@ def test_requests_without_fresh_signature_headers_are_refused_before_their_body(
         result = answer(upload(service, path, headers, MAX_BODY), timeout=BODY_SECONDS)
         assert result and result[0] == 401, (path, headers, result)
         assert time.monotonic() - started < BODY_SECONDS / 2
-    assert counted(service, "rejected_401") == 3
+    assert counted(service, "rejected_401") == 6
 
     # A flood of them writes a handful of log lines, not one each.
     for _ in range(100):
         assert service.post("/rotor/webhook", content="{}").status_code == 401
-    assert counted(service, "rejected_401") == 103
+    assert counted(service, "rejected_401") == 106
     lines = service.output().splitlines()
     refusals = [line for line in lines if "/rotor/webhook answered 401" in line]
     assert 1 <= len(refusals) <= 6, refusals
@@ -116,7 +126,7 @@ def test_buffer_budget_body_deadline_and_size_limit(service, slack, rotor):
     # Stalled uploads with fresh-looking headers: as many as the budget holds are admitted,
     # the rest are answered 503 at once instead of being buffered.
     stalled = [
-        upload(service, "/rotor/webhook", fresh_looking(), MAX_BODY, b"{" * 1000)
+        upload(service, "/rotor/webhook", fresh_looking(signing.STANDARD), MAX_BODY, b"{" * 1000)
         for _ in range(fits + extra)
     ]
     started = time.monotonic()

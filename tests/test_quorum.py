@@ -118,10 +118,14 @@ def test_rotor_refusing_a_reject_or_a_final_vote_keeps_the_count_right(service, 
     view_id = wait_until(lambda: list(slack.views), what="the reason modal")[0]
     slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "on second thoughts"}})
     wait_until(lambda: notices(slack, CAROL), what="Carol's notice")
-    assert notices(slack, CAROL)[0].startswith("Could not reject: Rotor answered HTTP 503.")
+    assert notices(slack, CAROL)[0].startswith(
+        "Could not reject: Rotor answered HTTP 503: UNAVAILABLE: Rotor is unavailable."
+    )
     slack.click(DAVE, message, "approve")
     wait_until(lambda: notices(slack, DAVE), what="Dave's notice")
-    assert notices(slack, DAVE)[0].startswith("Could not approve: Rotor answered HTTP 503.")
+    assert notices(slack, DAVE)[0].startswith(
+        "Could not approve: Rotor answered HTTP 503: UNAVAILABLE: Rotor is unavailable."
+    )
     rotor.down_status = None
     slack.click(DAVE, message, "approve")  # counted again, not "you approved already"
     assert "<@U0CAROL>, <@U0DAVE>" in outcome(decided(slack, approval["id"]))

@@ -145,12 +145,21 @@ def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
     # Mentions show names, as Slack does: the approver by name, the group by its handle.
     expect(page.locator(".thread")).to_contain_text("@Carol @finance: Pay 120 EUR")
 
-    # Decided from the CLI: Slack shows it at the sandbox's next sync, seconds later.
+    # Decided from the CLI: Rotor's decision event brings it to Slack at once (the sandbox's
+    # sync runs once a minute, so only the event can show it this soon).
     page.click("#approvals button:text('CLI approve')")
     expect(page.locator("#approvals .status-approved")).to_have_count(1)
     started = time.monotonic()
     expect(page.locator("#timeline")).to_contain_text("Approved outside Slack", timeout=10_000)
+    assert time.monotonic() - started < 30
     print(f"CLI decision shown in Slack after {time.monotonic() - started:.1f} s")
+
+    # What `rotor.webhooks.test()` sends, from a button; the Free plan's rate limit is shown.
+    page.click("#webhook-test")
+    expect(page.locator("#webhook-test-result")).to_have_text(
+        "Service answered 200: verified (see its log)"
+    )
+    expect(page.locator("#rate")).to_contain_text("of 60 API requests in the last minute")
 
 
 def test_the_home_tab_decides_links_and_the_clock_expires(page):
@@ -247,7 +256,7 @@ def test_the_page_fits_the_window_and_keeps_selection_and_scroll(page, sandbox_u
     assert page.evaluate("getSelection().toString()") == chosen
     assert page.eval_on_selector("#timeline", "e => e.scrollTop") == 100
 
-    # A long rejection reason wraps in the Rotor panel, and in Slack once the sync brings it
+    # A long rejection reason wraps in the Rotor panel, and in Slack once its event brings it
     # there (nothing scrolls sideways); the CLI buttons keep their width.
     approval = page.get_attribute("#approvals .approval:last-child", "data-approval")
     reason = (

@@ -9,7 +9,7 @@ from app import schema
 from app.config import parse_policy
 from app.db import Store
 from app.db.models import Approval, Status, utcnow
-from app.intake import Intake
+from app.intake import Intake, OutsideDecisions
 from app.rotor import RotorClient
 from app.workers.sync import Sync
 
@@ -60,7 +60,14 @@ async def _one_pass(database_url: str, rotor) -> tuple[int, int]:
             await (await s.connection()).execute(Approval.__table__.insert(), rows)
         async with RotorClient(rotor.base_url, rotor.api_key) as client:
             intake = Intake(store, POLICY, lambda: None)
-            return await Sync(store, client, intake, POLICY, lambda: None).sync_once()
+            return await Sync(
+                store,
+                client,
+                intake,
+                OutsideDecisions(store, client, intake, lambda: None),
+                POLICY,
+                lambda: None,
+            ).sync_once()
     finally:
         await store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 
 import httpx
@@ -11,7 +12,7 @@ from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from app import schema
+from app import schema, signing
 from app.config import parse_policy
 from app.db import Store
 from app.intake import Intake
@@ -34,8 +35,20 @@ def counted(outcome: str) -> float:
     return value or 0.0
 
 
-def deliver(database_url: str, bodies: list[str], migrate: bool = True, signed: bool = True):
-    """Each body through the endpoint in order: [(status, json, headers, counted outcome)]."""
+def deliver(
+    database_url: str,
+    bodies: list[str],
+    migrate: bool = True,
+    signed: bool = True,
+    secret: str = SECRET,
+    signed_with: str | None = None,
+    names: tuple[str, str, str] = signing.ROTOR,
+    signalled: list[str] | None = None,
+):
+    """Each body through the endpoint in order: [(status, json, headers, counted outcome)].
+    Bodies are signed with `signed_with` (else `secret`) under the header `names`; the ids of
+    decision events are appended to `signalled`."""
+    signalled = [] if signalled is None else signalled
 
     async def go():
         store = Store(database_url)
@@ -44,7 +57,13 @@ def deliver(database_url: str, bodies: list[str], migrate: bool = True, signed: 
                 await schema.upgrade(store)
             intake = Intake(store, parse_policy(POLICY), lambda: None)
             app = Starlette(
-                routes=[Route("/", webhook_endpoint(SECRET, intake.accept), methods=["POST"])]
+                routes=[
+                    Route(
+                        "/",
+                        webhook_endpoint(secret, intake.accept, signalled.append),
+                        methods=["POST"],
+                    )
+                ]
             )
             answers = []
             async with httpx.AsyncClient(
@@ -52,7 +71,8 @@ def deliver(database_url: str, bodies: list[str], migrate: bool = True, signed: 
             ) as client:
                 for body in bodies:
                     before = {o: counted(o) for o in OUTCOMES}
-                    headers = sign_webhook(SECRET, body) if signed else {}
+                    key = signed_with or secret
+                    headers = sign_webhook(key, body, names=names) if signed else {}
                     response = await client.post("/", content=body, headers=headers)
                     moved = [o for o in OUTCOMES if counted(o) != before[o]]
                     assert len(moved) == 1 and counted(moved[0]) == before[moved[0]] + 1
@@ -78,6 +98,8 @@ OUTCOMES = [
     "rejected_400",
     "rejected_401",
     "rejected_422",
+    "decision",
+    "test",
 ]
 
 
@@ -204,3 +226,90 @@ def test_parse_takes_the_deepest_allowed_and_the_longest_fields():
     assert (parsed.job_id, parsed.queue_name) == ("j" * 500, "q" * 500)
     assert parsed.workspace_id is None
     assert parse(json.dumps({"event": "approval.decided"}).encode()) is None
+    assert parse(json.dumps({"event": "job.completed", "data": {}}).encode()) is None
+
+
+def decision(event: str, **data) -> str:
+    return json.dumps({"event": event, "data": data})
+
+
+def test_decision_events_are_signals_answered_202_whatever_else_they_carry(tmp_path):
+    # Only approvalId is documented: the rest is read from Rotor, so it is not even validated.
+    approved, rejected = new_approval_id(), new_approval_id()
+    signalled: list[str] = []
+    bodies = [
+        decision("approval.approved", approvalId=approved, status=7, decidedBy={"x": []}),
+        decision("approval.rejected", approvalId=rejected, reason="no"),
+        decision("approval.approved", approvalId=approved),  # redelivered
+        decision("approval.rejected", approvalId="apv_../../etc"),
+        decision("approval.approved"),
+        json.dumps({"event": "approval.rejected", "data": "apv"}),
+    ]
+    answers, _ = deliver(f"sqlite+aiosqlite:///{tmp_path / 'db'}", bodies, signalled=signalled)
+    assert [(s, j, o) for s, j, _, o in answers] == [
+        (202, {"status": "accepted"}, "decision"),
+        (202, {"status": "accepted"}, "decision"),
+        (202, {"status": "accepted"}, "decision"),
+        # Verified but unusable: 2xx, so Rotor does not retry it forever.
+        (200, {"status": "ignored"}, "ignored"),
+        (200, {"status": "ignored"}, "ignored"),
+        (200, {"status": "ignored"}, "ignored"),
+    ]
+    assert signalled == [approved, rejected, approved]
+
+
+def test_webhook_test_is_answered_and_logged(tmp_path, caplog):
+    body = json.dumps({"event": "webhook.test", "data": {"anything": [1]}})
+    with caplog.at_level("INFO", logger="app.webhooks"):
+        answers, _ = deliver(f"sqlite+aiosqlite:///{tmp_path / 'db'}", [body])
+    assert [(s, j, o) for s, j, _, o in answers] == [(200, {"status": "ok"}, "test")]
+    lines = [r.getMessage() for r in caplog.records if "webhook.test" in r.getMessage()]
+    assert lines == ["webhook.test: a verified test event arrived: the webhook secret is right"]
+
+
+@pytest.mark.parametrize("names", [signing.ROTOR, signing.STANDARD], ids=["rotor", "standard"])
+@pytest.mark.parametrize(
+    ("secret", "signed_with"),
+    [
+        ("whsec_" + base64.b64encode(b"k" * 24).decode(), None),
+        ("a plain secret", None),  # three plain secrets: the first signs
+        ("rotor-plain-secret", None),
+        # Rotation: the old and the new, either signs.
+        ("whsec_" + base64.b64encode(b"old" * 8).decode() + " new-plain", "new-plain"),
+        ("whsec_" + base64.b64encode(b"old" * 8).decode() + " new-plain", None),
+    ],
+)
+def test_both_header_families_and_every_secret_form_verify(tmp_path, names, secret, signed_with):
+    answers, rows = deliver(
+        f"sqlite+aiosqlite:///{tmp_path / 'db'}",
+        [json.dumps(event())],
+        secret=secret,
+        signed_with=signed_with,
+        names=names,
+    )
+    assert [(s, o) for s, _, _, o in answers] == [(202, "accepted")]
+    assert rows[0] is not None
+
+
+@pytest.mark.parametrize(
+    ("secret", "signed_with"),
+    [
+        (
+            "whsec_" + base64.b64encode(b"k" * 24).decode(),
+            "whsec_" + base64.b64encode(b"j" * 24).decode(),
+        ),
+        # The same text read the other way: a plain secret is not base64-decoded.
+        ("a2V5a2V5a2V5", "whsec_a2V5a2V5a2V5"),
+        ("old new", "other"),
+    ],
+)
+def test_a_signature_from_another_secret_is_401(tmp_path, secret, signed_with):
+    answers, _ = deliver(
+        f"sqlite+aiosqlite:///{tmp_path / 'db'}",
+        [json.dumps(event())],
+        secret=secret,
+        signed_with=signed_with,
+    )
+    ((status, answer, _, outcome),) = answers
+    assert (status, outcome) == (401, "rejected_401")
+    assert answer == {"error": "signature check failed: no signature matches the webhook secret"}

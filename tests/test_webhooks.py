@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from app import signing
 from app.sandbox.rotor import new_approval_id, sign_webhook
 from tests.conftest import (
     LIVE,
@@ -108,9 +109,26 @@ def test_concurrent_redelivery_posts_once(service, slack, rotor):
         pytest.param(
             lambda rotor, body: {
                 **sign_webhook(rotor.webhook_secret, body),
-                "webhook-signature": "v1,!!",
+                "rotor-webhook-signature": "v1,!!",
             },
             id="garbled",
+        ),
+        pytest.param(
+            lambda rotor, body: {
+                **sign_webhook(rotor.webhook_secret, body, names=signing.STANDARD),
+                "webhook-signature": "v1,!!",
+            },
+            id="garbled-standard",
+        ),
+        pytest.param(
+            # A valid standard signature cannot stand in for Rotor's garbled one.
+            lambda rotor, body: {
+                **sign_webhook(rotor.webhook_secret, body, names=signing.STANDARD),
+                "rotor-webhook-id": "msg_x",
+                "rotor-webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
+                "rotor-webhook-signature": "v1,!!",
+            },
+            id="mixed-families",
         ),
     ],
 )

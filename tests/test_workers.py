@@ -57,6 +57,7 @@ def test_sync_posts_approvals_whose_webhook_never_arrived(start_service, slack, 
 
 
 def test_sync_updates_messages_of_approvals_decided_elsewhere(start_service, slack, rotor):
+    rotor.event_types = {"approval.pending"}  # no decision events: the sync finds it
     start_service(FAST_SYNC)
     approval = rotor.enqueue("ops", {})
     posted(slack, approval["id"])
@@ -95,6 +96,7 @@ def test_sync_pages_through_rotor_and_survives_404_and_an_outage(
     start_service, slack, rotor, database_url
 ):
     slack.posts_per_second, slack.burst = 500, 50
+    rotor.event_types = {"approval.pending"}  # no decision events: the sync finds it
     missed = [rotor.create("ops", {"i": i})["id"] for i in range(105)]  # past one page of 100
     service = start_service(make_policy(rate=500, sync_every="300ms"))
     gone = rotor.enqueue("ops", {"deleted": "in Rotor"})["id"]

@@ -107,3 +107,13 @@ class HomeTab(SQLModel, table=True):
     user: str = Field(primary_key=True)
     opened_at: datetime = Field(index=True)
     published: str | None = None
+
+
+class RotorBudgetRow(SQLModel, table=True):
+    """The next moment a call to Rotor may go out, shared by every replica (app.db.budget)."""
+
+    __tablename__ = "rotor_budget"
+
+    name: str = Field(primary_key=True)
+    # Seconds since the epoch on the database's clock, like channel_pace.
+    next_at: float

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app.db.engine import Database
 
-_NOW = {
+NOW = {
     "postgresql": "extract(epoch from now())::float8",
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
 }
@@ -23,7 +23,7 @@ INSERT INTO channel_pace AS p (channel, next_at) VALUES (:channel, {now} + {ahea
 ON CONFLICT (channel) DO UPDATE SET next_at = {latest}(p.next_at, {now} + {ahead}) + {later}
 RETURNING next_at - {later} - {now}
 """
-_SECONDS = "CAST(:{} AS double precision)"  # asyncpg wants the parameters' type
+SECONDS = "CAST(:{} AS double precision)"  # asyncpg wants the parameters' type
 
 
 class ChannelPace:
@@ -32,10 +32,10 @@ class ChannelPace:
         dialect = db.engine.dialect.name
         self._claim = text(
             _CLAIM.format(
-                now=_NOW[dialect],
+                now=NOW[dialect],
                 latest=_LATEST[dialect],
-                ahead=_SECONDS.format("ahead"),
-                later=_SECONDS.format("later"),
+                ahead=SECONDS.format("ahead"),
+                later=SECONDS.format("later"),
             )
         )
 

@@ -1,42 +1,65 @@
 """A loopback stand-in for the Rotor approvals API, which also sends signed webhooks.
 
-It serves the documented endpoints (Bearer auth, 401/404/409, cursor pagination), and lets a
-test or the sandbox page enqueue jobs, decide approvals "from the CLI", slow Rotor down or
-take it offline. For tests it counts every decision call it receives, can hold decisions
-until released, accept a second decision of the same approval (so a double decision shows
-instead of hiding behind a 409), and apply a decision then lose the reply.
+It serves the documented endpoints (Bearer auth, 401/404/409, cursor pagination, errors in
+Rotor's shape, the workspace rate limit with 429 and Retry-After over a sliding minute), signs
+webhooks with Rotor's header names, and lets a test or the sandbox page enqueue jobs, decide
+approvals "from the CLI" (which sends the decision event, as Rotor does), send `webhook.test`,
+slow Rotor down or take it offline. For tests it counts every decision call it receives, can
+hold decisions until released, accept a second decision of the same approval (so a double
+decision shows instead of hiding behind a 409), and apply a decision then lose the reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import secrets
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app import signing
+
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+EVENT_TYPES = {"approval.pending", "approval.approved", "approval.rejected", "webhook.test"}
+WINDOW = 60.0  # Rotor's rate limit counts requests per minute
+MAX_KEPT = 100_000  # request times kept (for tests and the page)
 
 
-def sign_webhook(secret: str, body: str, when: datetime | None = None) -> dict[str, str]:
-    """Standard Webhooks headers for `body`."""
+def sign_webhook(
+    secret: str,
+    body: str | bytes,
+    when: datetime | None = None,
+    names: tuple[str, str, str] = signing.ROTOR,
+) -> dict[str, str]:
+    """Signed headers for `body`, under Rotor's names (or `signing.STANDARD`), with the first
+    secret of `secret` (a rotation signs with the newest)."""
     msg_id = f"msg_{uuid.uuid4().hex}"
-    when = when or datetime.now(UTC)
+    stamp = int((when or datetime.now(UTC)).timestamp())
+    raw = body.encode() if isinstance(body, str) else body
+    signature = signing.signature(signing.secret_keys(secret)[0], msg_id, stamp, raw)
+    id_name, stamp_name, signature_name = names
     return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(when.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, when, body),
+        id_name: msg_id,
+        stamp_name: str(stamp),
+        signature_name: signature,
         "content-type": "application/json",
     }
+
+
+def error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    """An error in Rotor's documented shape."""
+    body = {"error": {"code": code, "message": message, "details": {}}}
+    return JSONResponse(body, status, headers=headers or None)
 
 
 def new_approval_id() -> str:
@@ -56,7 +79,16 @@ class FakeRotor:
         # Every approve/reject call received, as (approval id, status), whatever it answered.
         self.decision_calls: list[tuple[str, str]] = []
         self.list_calls = 0  # GET /v1/approvals calls received
+        self.lists_answered = 0  # and answered with a page
+        self.get_calls = 0  # GET /v1/approvals/{id} calls received
+        # The workspace's rate limit (None: none), and the time of every API request received.
+        self.requests_per_minute: int | None = None
+        self.request_times: list[float] = []
+        self.rate_limited = 0  # requests answered 429
+        self.event_types = set(EVENT_TYPES)  # what the webhook endpoint is subscribed to
         self.accept_repeats = False  # decide again instead of answering 409
+        # Answer decisions with this error (status, code, message), as a quota would.
+        self.refuse_decisions: tuple[int, str, str] | None = None
         self.hold_decisions = False  # decision calls wait while this is set
         # Decide, then lose the reply: "503" answers 503, "drop" cuts the connection, a number
         # answers that many seconds late (past the client's timeout). One entry per call.
@@ -90,16 +122,19 @@ class FakeRotor:
             self.approvals[approval["id"]] = approval
         return approval
 
-    def event_body(self, approval_id: str) -> str:
+    def event_body(self, approval_id: str, event: str = "approval.pending") -> str:
         a = self.approvals[approval_id]
         data = {
             "approvalId": a["id"],
             "jobId": a["jobId"],
             "queueName": a["queueName"],
-            "payload": a["payload"],
             "workspaceId": a["workspaceId"],
         }
-        return json.dumps({"event": "approval.pending", "data": data})
+        if event == "approval.pending":
+            data["payload"] = a["payload"]
+        else:  # the decision's fields beyond approvalId are undocumented: the service reads them
+            data |= {"status": a["status"], "reason": a.get("reason")}
+        return json.dumps({"event": event, "data": data})
 
     def deliver(self, approval_id: str, url: str | None = None) -> httpx.Response:
         """Send (or send again) the approval's signed `approval.pending` webhook."""
@@ -118,14 +153,28 @@ class FakeRotor:
         return approval
 
     def decide_outside(self, approval_id: str, status: str, reason: str | None = None) -> None:
-        """A decision made with Rotor's CLI or REST API, not in Slack."""
+        """A decision made with Rotor's CLI or REST API, not in Slack: Rotor sends its event to
+        an endpoint subscribed to it."""
         with self._lock:
             self._decide(approval_id, status, reason)
+        event = f"approval.{status}"
+        if self.webhook_url and event in self.event_types:
+            self.send_webhook(self.event_body(approval_id, event))
+
+    def send_test(self) -> httpx.Response:
+        """What `rotor.webhooks.test()` sends to check an endpoint."""
+        data = {"workspaceId": "ws_sandbox", "sentAt": datetime.now(UTC).isoformat()}
+        return self.send_webhook(json.dumps({"event": "webhook.test", "data": data}))
 
     def newest_first(self) -> list[dict[str, Any]]:
         """Copies of every approval, newest first."""
         with self._lock:
             return [dict(a) for a in reversed(self.approvals.values())]
+
+    def requests_last_minute(self) -> int:
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for t in self.request_times[-10_000:] if t > now - WINDOW)
 
     def status(self, approval_id: str) -> str:
         with self._lock:
@@ -140,9 +189,24 @@ class FakeRotor:
             failing = self.fail_next > 0
             self.fail_next -= failing
         if self.down_status or failing:
-            return JSONResponse({"error": "unavailable"}, self.down_status or 503)
+            return error(self.down_status or 503, "UNAVAILABLE", "Rotor is unavailable")
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return JSONResponse({"error": "invalid API key"}, 401)
+            return error(401, "UNAUTHORIZED", "invalid API key")
+        return self._count()
+
+    def _count(self) -> Response | None:
+        """Count the request against the workspace's rate limit (any sliding minute)."""
+        now, limit = time.monotonic(), self.requests_per_minute
+        with self._lock:
+            if limit is not None:
+                recent = [t for t in self.request_times[-limit:] if t > now - WINDOW]
+                if len(recent) >= limit:
+                    self.rate_limited += 1
+                    retry_after = max(1, math.ceil(recent[0] + WINDOW - now))
+                    message = f"over {limit} requests a minute"
+                    return error(429, "RATE_LIMITED", message, **{"Retry-After": str(retry_after)})
+            self.request_times.append(now)
+            del self.request_times[:-MAX_KEPT]
         return None
 
     async def _list(self, request: Request) -> Response:
@@ -153,13 +217,13 @@ class FakeRotor:
         q = request.query_params
         status, queue = q.get("status"), q.get("queue")
         if status is not None and status not in (PENDING, APPROVED, REJECTED):
-            return JSONResponse({"error": "status must be pending, approved or rejected"}, 400)
+            return error(400, "INVALID_REQUEST", "status must be pending, approved or rejected")
         try:
             limit = int(q.get("limit", 20))
         except ValueError:
-            return JSONResponse({"error": "limit must be a number"}, 400)
+            return error(400, "INVALID_REQUEST", "limit must be a number")
         if not 1 <= limit <= 100:
-            return JSONResponse({"error": "limit must be 1 to 100"}, 400)
+            return error(400, "INVALID_REQUEST", "limit must be 1 to 100")
         with self._lock:
             newest_first = [
                 a
@@ -171,19 +235,23 @@ class FakeRotor:
         if cursor := q.get("cursor"):
             ids = [a["id"] for a in newest_first]
             if cursor not in ids:
-                return JSONResponse({"error": "unknown cursor"}, 400)
+                return error(400, "INVALID_REQUEST", "unknown cursor")
             start = ids.index(cursor) + 1
         page = newest_first[start : start + limit]
         more = start + limit < len(newest_first)
+        with self._lock:
+            self.lists_answered += 1
         return JSONResponse({"approvals": page, "nextCursor": page[-1]["id"] if more else None})
 
     async def _get(self, request: Request) -> Response:
+        with self._lock:
+            self.get_calls += 1
         if refused := await self._guard(request):
             return refused
         with self._lock:
             approval = self.approvals.get(request.path_params["id"])
         if approval is None:
-            return JSONResponse({"error": "not found"}, 404)
+            return error(404, "NOT_FOUND", "no such approval")
         return JSONResponse(approval)
 
     async def _approve(self, request: Request) -> Response:
@@ -193,9 +261,9 @@ class FakeRotor:
         try:
             reason = (json.loads(await request.body() or b"{}")).get("reason")
         except ValueError:
-            return JSONResponse({"error": "body must be JSON"}, 400)
+            return error(400, "INVALID_REQUEST", "body must be JSON")
         if not isinstance(reason, str) or not reason.strip():
-            return JSONResponse({"error": "a reason is required"}, 400)
+            return error(400, "INVALID_REQUEST", "a reason is required")
         return await self._decision(request, REJECTED, reason)
 
     async def _decision(self, request: Request, status: str, reason: str | None) -> Response:
@@ -206,17 +274,19 @@ class FakeRotor:
             await asyncio.sleep(0.01)
         if refused := await self._guard(request):
             return refused
+        if self.refuse_decisions is not None:
+            return error(*self.refuse_decisions)
         with self._lock:
             approval = self.approvals.get(approval_id)
             if approval is None:
-                return JSONResponse({"error": "not found"}, 404)
+                return error(404, "NOT_FOUND", "no such approval")
             if approval["status"] != PENDING and not self.accept_repeats:
-                return JSONResponse({"error": f"approval is {approval['status']}"}, 409)
+                return error(409, "CONFLICT", f"approval is {approval['status']}")
             self._decide(approval_id, status, reason)
             answer = dict(approval)
             lose = self.lose_replies.pop(0) if self.lose_replies else None
         if lose == "503":
-            return JSONResponse({"error": "unavailable"}, 503)
+            return error(503, "UNAVAILABLE", "Rotor is unavailable")
         if lose == "drop":
             return _DroppedConnection()
         if lose is not None:

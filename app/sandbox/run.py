@@ -41,7 +41,10 @@ escalation_channel = "C0ESCALATE"
 check_every = "2s"
 
 [sync]
-every = "3s"  # a decision "from the CLI" shows in Slack within seconds
+every = "1m"  # decisions "from the CLI" arrive as Rotor's decision events; this catches the rest
+
+[rotor]
+requests_per_minute = 60  # Rotor's Free plan; the local Rotor answers 429 past it
 
 [[queues]]
 name = "payments"
@@ -62,7 +65,7 @@ def new_secrets() -> dict[str, str]:
     return {
         "SLACK_BOT_TOKEN": f"xoxb-sandbox-{secrets.token_hex(8)}",
         "SLACK_SIGNING_SECRET": secrets.token_hex(16),
-        "ROTOR_API_KEY": f"rk_sandbox_{secrets.token_hex(8)}",
+        "ROTOR_API_KEY": f"rt_ws_sandbox_{secrets.token_hex(8)}",
         "ROTOR_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
     }
 
@@ -119,6 +122,7 @@ def run_sandbox(
         keys["SLACK_BOT_TOKEN"], keys["SLACK_SIGNING_SECRET"], channels, app_token=app_token
     )
     rotor = FakeRotor(keys["ROTOR_API_KEY"], keys["ROTOR_WEBHOOK_SECRET"])
+    rotor.requests_per_minute = policy.rotor.requests_per_minute
     page = workspace_app(slack, rotor, policy, channels)
     page_socket = _listen(port)
     temp = Path(tempfile.mkdtemp(prefix="rotor-slack-sandbox-"))

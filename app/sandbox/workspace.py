@@ -12,6 +12,7 @@ from dataclasses import asdict
 from datetime import timedelta
 from importlib.resources import files
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -138,6 +139,11 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
                 "users": users,
                 "directory": names,
                 "sync_seconds": policy.sync.every.total_seconds(),
+                "rotor_rate": {
+                    "limit": rotor.requests_per_minute,
+                    "last_minute": rotor.requests_last_minute(),
+                    "rate_limited": rotor.rate_limited,
+                },
                 "channels": [
                     {
                         "id": c,
@@ -227,8 +233,19 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
 
     async def decide(request: Request) -> JSONResponse:
         body = await request.json()
-        rotor.decide_outside(body["id"], body["status"], body.get("reason") or None)
+        # Rotor sends the decision event from here: not on this server's event loop.
+        await asyncio.to_thread(
+            rotor.decide_outside, body["id"], body["status"], body.get("reason") or None
+        )
         return JSONResponse({"ok": True})
+
+    async def webhook_test(_request: Request) -> JSONResponse:
+        """What `rotor.webhooks.test()` does: the service answers and logs a line."""
+        try:
+            response = await asyncio.to_thread(rotor.send_test)
+        except httpx.HTTPError as e:
+            return JSONResponse({"error": f"The service did not answer: {type(e).__name__}"})
+        return JSONResponse({"status": response.status_code})
 
     async def advance(request: Request) -> JSONResponse:
         body = await request.json()
@@ -250,6 +267,7 @@ def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: 
             Route("/api/slash", slash, methods=["POST"]),
             Route("/api/enqueue", enqueue, methods=["POST"]),
             Route("/api/decide", decide, methods=["POST"]),
+            Route("/api/webhook-test", webhook_test, methods=["POST"]),
             Route("/api/clock", advance, methods=["POST"]),
         ],
     )

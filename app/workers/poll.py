@@ -15,7 +15,7 @@ from app.config import Policy
 from app.db import Store
 from app.db.models import Status
 from app.intake import Intake, from_rotor
-from app.rotor import RotorClient, RotorError
+from app.rotor import DEFAULT_RETRY_AFTER, RotorClient, RotorError
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ PAGE_SIZE = 20  # most passes find nothing new: keep the usual answer small
 
 
 class Poll(Worker):
+    grace = 30.0 + DEFAULT_RETRY_AFTER  # a round may wait out Rotor's rate limit
     name = "poll"
 
     def __init__(self, store: Store, rotor: RotorClient, intake: Intake, policy: Policy) -> None:

@@ -18,8 +18,8 @@ from app.config import Policy
 from app.db import Store
 from app.db.models import Status
 from app.errors import DatabaseUnavailable
-from app.intake import Intake, from_rotor
-from app.rotor import RotorApproval, RotorClient, RotorError, RotorNotFound
+from app.intake import Intake, OutsideDecisions, from_rotor
+from app.rotor import DEFAULT_RETRY_AFTER, RotorApproval, RotorClient, RotorError, RotorNotFound
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ CHECKS_AT_ONCE = 8  # approvals asked of Rotor at the same time (each is one GET
 
 
 class Sync(Worker):
+    grace = 30.0 + DEFAULT_RETRY_AFTER  # a round may wait out Rotor's rate limit
     name = "sync"
 
     def __init__(
@@ -37,12 +38,13 @@ class Sync(Worker):
         store: Store,
         rotor: RotorClient,
         intake: Intake,
+        outside: OutsideDecisions,
         policy: Policy,
         wake_outbox: Callable[[], None],
     ) -> None:
         super().__init__()
         self.approvals, self.rotor, self.intake = store.approvals, rotor, intake
-        self._wake = wake_outbox
+        self.outside, self._wake = outside, wake_outbox
         self.period = policy.sync.every.total_seconds()
 
     async def round(self) -> None:
@@ -109,16 +111,9 @@ class Sync(Worker):
 
     async def _check_decided(self, approval_id: str) -> bool:
         try:
-            real = await self.rotor.get_approval(approval_id)
+            return await self.outside.settle(approval_id)
         except RotorNotFound:
             return False
-        if real.status == Status.PENDING or not await self.approvals.record_decision(
-            approval_id, real.status, None, real.reason
-        ):
-            return False
-        log.info("sync: decided outside Slack", extra={"approval_id": approval_id})
-        metrics.observe_decision(real, "outside")
-        return True
 
     async def _rotor_pending(self, seen: set[str]) -> AsyncIterator[list[RotorApproval]]:
         """Rotor's pending approvals a page at a time; their ids are added to `seen`."""
