@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 
 from app.config import (
-    DATABASE_SCHEMES,
     ConfigError,
     Policy,
     Settings,
+    check_database_url,
     diagnose_settings,
     load_policy,
     load_settings,
@@ -40,6 +40,11 @@ def _load() -> tuple[Settings, Policy]:
     settings.require_serving(polled=policy.sync.poll is not None)
     policy.require_serving(_policy_source(path))
     return settings, policy
+
+
+def _check_port(port: int, option: str = "--port") -> None:
+    if not 0 < port < 65536:
+        _fail(f"{option}: {port} is not a port: choose one from 1 to 65535")
 
 
 def _policy_source(path: Path | None) -> str:
@@ -73,6 +78,14 @@ def serve(
     try:
         settings, policy = _load()
         _prepare_schema(settings, migrate)
+        if fd is None:
+            _check_port(port)
+            # Bound before anything starts: a busy port is one line, not a start and a stop.
+            sock = serving.listen(host, port, "rotor-slack serve")
+        else:
+            # A handed-over socket is opened with its own family (uvicorn's fd= takes it for a
+            # Unix socket, and asyncio then leaves Nagle on: ~40 ms on every answer).
+            sock = socket.socket(fileno=fd)
     except ConfigError as e:
         _fail(e)
     serving.raise_open_files_limit()
@@ -85,10 +98,7 @@ def serve(
         access_log=False,  # our own lines log every step, with the approval id
         timeout_graceful_shutdown=3,  # then the workers get a few seconds to finish
     )
-    # A handed-over socket is opened with its own family (uvicorn's fd= takes it for a Unix
-    # socket, and asyncio then leaves Nagle on: ~40 ms on every answer).
-    sockets = [socket.socket(fileno=fd)] if fd is not None else None
-    uvicorn.Server(config).run(sockets=sockets)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @cli.command()
@@ -98,10 +108,16 @@ def migrate() -> None:
 
     try:
         settings = load_settings()
-        _prepare_schema(settings, migrate=True)
+        before = asyncio.run(schema.prepare(settings.database_url, migrate=True))
     except ConfigError as e:
         _fail(e)
-    typer.echo(f"database schema is at revision {schema.head()}")
+    where, head = without_password(settings.database_url), schema.head()
+    if before == head:
+        typer.echo(f"{where}: the database schema is at revision {head} already: nothing to do")
+    elif before is None:
+        typer.echo(f"{where}: created the database schema at revision {head}")
+    else:
+        typer.echo(f"{where}: upgraded the database schema from revision {before} to {head}")
 
 
 @cli.command()
@@ -361,9 +377,13 @@ def sandbox(
     """Run the service with a local Rotor and a local Slack in the browser: no accounts needed."""
     from app.sandbox.run import run_sandbox
 
+    _check_port(port)
+    if database_url is not None:
+        try:
+            check_database_url(database_url)
+        except ValueError as e:
+            _fail(f"--database-url: {e}")
     try:
-        if database_url is not None and not database_url.startswith(DATABASE_SCHEMES):
-            _fail(f"--database-url: must start with {' or '.join(DATABASE_SCHEMES)}")
         run_sandbox(port, config, database_url, socket_mode)
     except ConfigError as e:
         _fail(e)

@@ -17,7 +17,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +24,36 @@ from app import signing
 from app.slack.blocks import templates
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+
+def check_database_url(url: str) -> str:
+    """A database URL this service can keep its state in; ValueError saying what to write."""
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith(DATABASE_SCHEMES):
+        raise ValueError(f"must start with {' or '.join(DATABASE_SCHEMES)}")
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ValueError(
+            "not a database URL: write it like postgresql+asyncpg://user:password@host:5432/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.host:
+            path = url.split("://", 1)[1]
+            raise ValueError(
+                f"an SQLite URL has three slashes before its path: {DATABASE_SCHEMES[0]}/{path}"
+            )
+        if parsed.database in (None, "", ":memory:"):
+            raise ValueError(
+                "must name an SQLite file, like sqlite+aiosqlite:///./rotor-slack.db "
+                "(a database in memory would lose every approval on restart)"
+            )
+    elif not parsed.database:
+        raise ValueError(
+            "must name the database: postgresql+asyncpg://user:password@host:5432/rotor_slack"
+        )
+    return url
 
 
 class ConfigError(Exception):
@@ -156,13 +185,14 @@ class Policy(_Strict):
     rotor: RotorPolicy = RotorPolicy()
     queues: list[QueuePolicy] = []
 
-    @model_validator(mode="after")
-    def _unique_queue_names(self) -> Policy:
-        names = [q.name for q in self.queues]
+    @field_validator("queues")
+    @classmethod
+    def _unique_queue_names(cls, queues: list[QueuePolicy]) -> list[QueuePolicy]:
+        names = [q.name for q in queues]
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"queue {name!r} is listed twice")
-        return self
+        return queues
 
     def require_serving(self, source: str = "policy") -> None:
         if self.slack.default_channel is None:
@@ -235,9 +265,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, v: str) -> str:
-        if not v.startswith(DATABASE_SCHEMES):
-            raise ValueError(f"must start with {' or '.join(DATABASE_SCHEMES)}")
-        return v
+        return check_database_url(v)
 
     @property
     def socket_mode(self) -> bool:
@@ -280,6 +308,9 @@ def _describe(error: ValidationError, *, env: bool) -> list[str]:
     return [_describe_one(e, env=env) for e in error.errors()]
 
 
+SLACK_ID_KEYS = {"default_channel", "escalation_channel", "channel", "approvers"}
+
+
 def _describe_one(error: dict, *, env: bool) -> str:
     parts: list[str] = []
     for part in error["loc"]:
@@ -295,8 +326,10 @@ def _describe_one(error: dict, *, env: bool) -> str:
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required, not set"
-    elif error["type"] == "string_pattern_mismatch":
+    elif error["type"] == "string_pattern_mismatch" and parts[-1].split("[")[0] in SLACK_ID_KEYS:
         message = f"{error['input']!r} is not a Slack id"
+    elif error["type"] == "string_pattern_mismatch":
+        message = f"{error['input']!r} is not a payload path like requestedBy or meta.owner.email"
     return f"{key}: {message}"
 
 
@@ -330,11 +363,16 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         raise ConfigError(*(f"{source}: {line}" for line in _describe(e, env=False))) from None
 
 
-def load_policy(path: Path | None) -> Policy:
+def load_policy(path: Path | None, setting: str = "ROTOR_SLACK_CONFIG") -> Policy:
+    """The policy file `path` names; problems name `setting` (the variable or option)."""
     if path is None:
         return Policy()
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
-        raise ConfigError(f"ROTOR_SLACK_CONFIG: cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"{setting}: cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {e.start}): save the policy file as UTF-8"
+        ) from None
     return parse_policy(text, source=str(path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from importlib.resources import files
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -55,9 +56,12 @@ async def require_current(store: Store) -> None:
         )
 
 
-async def prepare(database_url: str, *, migrate: bool, setting: str = "DATABASE_URL") -> None:
+async def prepare(
+    database_url: str, *, migrate: bool, setting: str = "DATABASE_URL"
+) -> str | None:
     """Upgrade the schema (with `migrate`), or insist that it is current; any failure to reach
-    or open the database becomes one line naming the URL (without its password) and the fix."""
+    or open the database becomes one line naming the URL (without its password) and the fix.
+    Returns the revision the database was at before (None: empty)."""
     try:
         make_url(database_url)
     except (ArgumentError, ValueError):
@@ -65,12 +69,14 @@ async def prepare(database_url: str, *, migrate: bool, setting: str = "DATABASE_
             f"{setting} ({without_password(database_url)}): not a database URL: write it like "
             "postgresql+asyncpg://user:password@host:5432/database"
         ) from None
-    _open_sqlite_file(database_url, setting)
+    _open_sqlite_file(database_url, setting, create=migrate)
     store = Store(database_url)
     try:
+        found = await current(store)
         if migrate:
             await upgrade(store)
         await require_current(store)
+        return found
     except ConfigError:
         raise
     except Exception as e:
@@ -79,12 +85,18 @@ async def prepare(database_url: str, *, migrate: bool, setting: str = "DATABASE_
         await store.close()
 
 
-def _open_sqlite_file(database_url: str, setting: str) -> None:
+def _open_sqlite_file(database_url: str, setting: str, create: bool) -> None:
     """Open an SQLite file once directly: when aiosqlite fails to open one, its worker thread
-    outlives the event loop and prints a traceback of its own after our line."""
+    outlives the event loop and prints a traceback of its own after our line. Only a migration
+    creates the file: elsewhere a mistyped path must not leave an empty database behind."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return
+    if not create and not Path(url.database).exists():
+        raise ConfigError(
+            f"{setting} ({without_password(database_url)}): no SQLite file at {url.database}: "
+            "fix the path, or run `rotor-slack migrate` to create it"
+        )
     try:
         sqlite3.connect(url.database).close()
     except sqlite3.Error as e:

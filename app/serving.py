@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import resource
+import socket
 from typing import ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -77,3 +79,29 @@ def raise_open_files_limit() -> None:
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit, say
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def listen(host: str, port: int, command: str) -> socket.socket:
+    """A listening socket on host:port, or one ConfigError line saying what to do instead
+    (`command` is how to run it on another port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            problem = f"port {port} is in use on {host}"
+        elif e.errno == errno.EACCES:
+            problem = f"not allowed to listen on port {port}"
+        else:
+            problem = f"cannot listen on {host}:{port}: {e.strerror or e}"
+        suggestion = 8000 if port < 1024 else port + 1
+        from app.config import ConfigError
+
+        raise ConfigError(
+            f"--port: {problem}: choose another, e.g. {command} --port {suggestion}"
+        ) from None
+    return sock

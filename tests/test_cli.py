@@ -10,7 +10,6 @@ import sys
 import pytest
 from sqlalchemy.engine import make_url
 
-from app import schema
 from app.sandbox.stack import bind, free_port, service_env
 from tests.conftest import PG_URL, POLICY, wait_until
 
@@ -44,9 +43,10 @@ def test_check_passes_against_slack_rotor_and_the_database(env, tmp_path):
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert problems(result) == [
-        f"DATABASE_URL: the database schema is empty, this version needs {schema.head()}: "
-        "run `rotor-slack migrate` (or start with `serve --migrate`)"
+        f"DATABASE_URL ({env['DATABASE_URL']}): no SQLite file at {tmp_path}/db.sqlite: fix the "
+        "path, or run `rotor-slack migrate` to create it"
     ]
+    assert not (tmp_path / "db.sqlite").exists()  # check leaves no empty file behind
     assert run("migrate", env=env, cwd=tmp_path).returncode == 0
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == ""  # nothing left unclosed either
@@ -80,9 +80,9 @@ def test_check_reports_every_problem_at_once(env, tmp_path):
     assert found[4].startswith(f"{policy}: reminders.after: 'soon' is not a duration")
     assert found[5].startswith(f"{policy}: reminders.every: 'often' is not a duration")
     assert found[6] == (
-        f"DATABASE_URL (sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite): cannot open the "
-        f"SQLite file {tmp_path}/missing/dir/db.sqlite: create its directory and make it "
-        "writable, or point DATABASE_URL elsewhere"
+        f"DATABASE_URL (sqlite+aiosqlite:///{tmp_path}/missing/dir/db.sqlite): no SQLite file "
+        f"at {tmp_path}/missing/dir/db.sqlite: fix the path, or run `rotor-slack migrate` to "
+        "create it"
     )
     assert len(found) == 7
 
@@ -164,10 +164,16 @@ def test_serve_refuses_a_bad_policy_naming_the_key(env, tmp_path):
     ("command", "path", "message"),
     [
         (
-            "serve",
+            "migrate",
             "{tmp}/missing/db.sqlite",
             "cannot open the SQLite file {tmp}/missing/db.sqlite: create its directory and make "
             "it writable, or point DATABASE_URL elsewhere",
+        ),
+        (
+            "serve",
+            "{tmp}/db.sqlite",  # only a migration creates the file: a typo leaves none behind
+            "no SQLite file at {tmp}/db.sqlite: fix the path, or run `rotor-slack migrate` to "
+            "create it",
         ),
         (
             "migrate",
@@ -227,6 +233,48 @@ def test_sandbox_on_a_busy_port_suggests_another(tmp_path):
         f"--port: port {port} is in use on 127.0.0.1: "
         f"choose another, e.g. rotor-slack sandbox --port {port + 1}"
     ]
+
+
+def test_sandbox_refuses_what_serve_refuses_in_one_line(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    cases = [
+        (["--port", "99999"], "--port: 99999 is not a port: choose one from 1 to 65535"),
+        (
+            ["--config", str(empty)],
+            f"{empty}: slack.default_channel: required (where queues without a channel post)",
+        ),
+        (
+            ["--config", "missing.toml"],
+            "--config: cannot read missing.toml: No such file or directory",
+        ),
+        (
+            ["--database-url", "sqlite+aiosqlite:///:memory:"],
+            "--database-url: must name an "
+            "SQLite file, like sqlite+aiosqlite:///./rotor-slack.db (a database in memory would "
+            "lose every approval on restart)",
+        ),
+    ]
+    for args, line in cases:
+        result = run("sandbox", *args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert problems(result) == [line]
+
+
+def test_serve_on_a_busy_port_is_one_line_before_anything_starts(env, tmp_path):
+    assert run("migrate", env=env, cwd=tmp_path).returncode == 0
+    taken = bind(0)
+    port = taken.getsockname()[1]
+    try:
+        result = run("serve", "--port", str(port), env=env, cwd=tmp_path)
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    assert problems(result) == [
+        f"--port: port {port} is in use on 127.0.0.1: "
+        f"choose another, e.g. rotor-slack serve --port {port + 1}"
+    ]
+    assert result.stdout == ""  # no worker started, nothing to shut down
 
 
 def sandbox(tmp_path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:

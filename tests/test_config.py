@@ -105,7 +105,11 @@ def test_defaults_without_a_file():
         ("[sync]\nevery = '0s'", "sync.every: '0s' must be longer than zero"),
         ("[[queues]]\nchannel = 'C1'", "queues[0].name: required, not set"),
         ("[[queues]]\nname = 'a'\napprovers = ['carol']", "queues[0].approvers[0]: 'carol' is not"),
-        ("[[queues]]\nname='a'\n[[queues]]\nname='a'", "queue 'a' is listed twice"),
+        ("[[queues]]\nname='a'\n[[queues]]\nname='a'", "queues: queue 'a' is listed twice"),
+        (
+            "[[queues]]\nname = 'a'\nrequester = 'author..x'",
+            "queues[0].requester: 'author..x' is not a payload path like requestedBy",
+        ),
         ("[slack\n", "not valid TOML"),
         ("[nonsense]\nx = 1", "nonsense: unknown key"),
     ],
@@ -138,6 +142,17 @@ def test_settings_from_environment(monkeypatch):
         ("ROTOR_WEBHOOK_SECRET", "plain whsec_YW", "ROTOR_WEBHOOK_SECRET: secret 2 starts with"),
         ("ROTOR_WEBHOOK_SECRET", "   ", "ROTOR_WEBHOOK_SECRET: is empty"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: must start with"),
+        ("DATABASE_URL", "sqlite+aiosqlite:///:memory:", "DATABASE_URL: must name an SQLite file"),
+        ("DATABASE_URL", "sqlite+aiosqlite:///", "DATABASE_URL: must name an SQLite file"),
+        (
+            "DATABASE_URL",
+            "sqlite+aiosqlite://relative.db",
+            "DATABASE_URL: an SQLite URL has three slashes before its path: "
+            "sqlite\\+aiosqlite:///relative.db",
+        ),
+        # A bare URL would use the login's default database.
+        ("DATABASE_URL", "postgresql+asyncpg://", "DATABASE_URL: must name the database"),
+        ("DATABASE_URL", "postgresql+asyncpg://u@h:5432", "DATABASE_URL: must name the database"),
         ("SLACK_API_URL", "not a url", "SLACK_API_URL: "),
     ],
 )
@@ -243,3 +258,13 @@ def test_a_malformed_template_is_a_start_up_error_naming_the_key(key, value, pro
         parse_policy(f'[[queues]]\nname = "p"\n{key} = {value}\n')
     assert str(caught.value).startswith("policy: " + problem), str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_policy_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_bytes("[slack]\ndefault_channel = 'C1' # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as error:
+        load_policy(path)
+    assert str(error.value) == f"{path}: not UTF-8 text (byte 36): save the policy file as UTF-8"
+    with pytest.raises(ConfigError, match=r"^--config: cannot read .*missing.toml: No such"):
+        load_policy(tmp_path / "missing.toml", "--config")

@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import errno
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
 import uvicorn
 
 from app.config import (
-    ConfigError,
     Policy,
     load_policy,
     load_settings,
@@ -26,6 +23,7 @@ from app.config import (
 from app.sandbox.rotor import FakeRotor
 from app.sandbox.slack import FakeSlack
 from app.sandbox.stack import address, bind, uvicorn_server
+from app.serving import listen
 
 # Used when no policy file is given: short reminder times, so a fast-forward shows them.
 SAMPLE_POLICY = parse_policy(
@@ -84,23 +82,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _listen(port: int) -> socket.socket:
-    """The workspace page's socket, or one line saying what to do instead."""
-    try:
-        return bind(port)
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            problem = f"port {port} is in use on 127.0.0.1"
-        elif e.errno == errno.EACCES:
-            problem = f"not allowed to listen on port {port}"
-        else:
-            problem = f"cannot listen on port {port}: {e.strerror}"
-        suggestion = 8000 if port < 1024 else port + 1
-        raise ConfigError(
-            f"--port: {problem}: choose another, e.g. rotor-slack sandbox --port {suggestion}"
-        ) from None
-
-
 def run_sandbox(
     port: int, config: Path | None, database_url: str | None = None, socket_mode: bool = False
 ) -> None:
@@ -115,7 +96,8 @@ def run_sandbox(
     from app.sandbox.workspace import workspace_app
 
     keys = new_secrets()
-    policy = load_policy(config) if config else SAMPLE_POLICY
+    policy = load_policy(config, "--config") if config else SAMPLE_POLICY
+    policy.require_serving(str(config))  # exactly what `serve` would refuse
     channels = channels_of(policy)
     app_token = f"xapp-1-A0ROTORSLACK-1-{secrets.token_hex(8)}" if socket_mode else None
     slack = FakeSlack(
@@ -124,7 +106,7 @@ def run_sandbox(
     rotor = FakeRotor(keys["ROTOR_API_KEY"], keys["ROTOR_WEBHOOK_SECRET"])
     rotor.requests_per_minute = policy.rotor.requests_per_minute
     page = workspace_app(slack, rotor, policy, channels)
-    page_socket = _listen(port)
+    page_socket = listen("127.0.0.1", port, "rotor-slack sandbox")
     temp = Path(tempfile.mkdtemp(prefix="rotor-slack-sandbox-"))
 
     async def main() -> None:
