@@ -123,7 +123,8 @@ def migrate() -> None:
 @cli.command()
 def manifest(
     url: Annotated[
-        str | None, typer.Option(help="Public base URL of this service, https://…")
+        str | None,
+        typer.Option(help="Public URL of this service, https://… (or its …/slack/events URL)"),
     ] = None,
     socket_mode: Annotated[
         bool, typer.Option("--socket-mode", help="For Socket Mode: no request URLs.")
@@ -139,10 +140,11 @@ def manifest(
         text = app_manifest.for_socket_mode(text)
     elif url is None:
         _fail("--url: required: the public https:// address of this service (or --socket-mode)")
-    elif not url.startswith("https://"):
-        _fail("--url: Slack needs a public https:// URL")
     else:
-        text = app_manifest.with_url(text, url)
+        try:
+            text = app_manifest.with_url(text, app_manifest.base_url(url))
+        except ValueError as e:
+            _fail(f"--url: {e}")
     typer.echo(text, nl=False)
 
 
@@ -241,7 +243,10 @@ async def _reach_slack(settings: Settings) -> Reached:
                 "(the app's Bot User OAuth Token, xoxb-…)"
             )
         except Exception as e:
-            return None, f"Slack unreachable at {where}: {type(e).__name__}: check SLACK_API_URL"
+            return None, (
+                f"Slack unreachable at {where} (auth.test): {type(e).__name__}: "
+                "check SLACK_API_URL"
+            )
     return f"Slack: signed in as {identity.get('user')} in {identity.get('team')}", None
 
 
@@ -263,7 +268,10 @@ async def _reach_socket_mode(settings: Settings) -> Reached:
                 "Mode turned on in the app's settings)"
             )
         except Exception as e:
-            return None, f"Slack unreachable at {where}: {type(e).__name__}: check SLACK_API_URL"
+            return None, (
+                f"Slack unreachable at {where} (apps.connections.open): {type(e).__name__}: "
+                "check SLACK_API_URL"
+            )
     return "Slack: Socket Mode connections open with SLACK_APP_TOKEN", None
 
 
@@ -306,8 +314,11 @@ def retry_failed() -> None:
     """Put messages that Slack refused for good back in line (posts at their queue's channel)."""
     from app.db import Store
 
-    try:
-        settings, policy = _load()
+    try:  # only the database and the policy's channels: no Slack or Rotor secret is needed
+        settings = load_settings()
+        path = settings.policy_path()
+        policy = load_policy(path)
+        policy.require_serving(_policy_source(path))
         _prepare_schema(settings, migrate=False)
     except ConfigError as e:
         _fail(e)

@@ -24,6 +24,7 @@ from app import signing
 from app.slack.blocks import templates
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")  # libpq's
 
 
 def check_database_url(url: str) -> str:
@@ -53,6 +54,8 @@ def check_database_url(url: str) -> str:
         raise ValueError(
             "must name the database: postgresql+asyncpg://user:password@host:5432/rotor_slack"
         )
+    elif parsed.query.get("sslmode", "require") not in SSL_MODES:
+        raise ValueError(f"sslmode: use one of {', '.join(SSL_MODES)}")
     return url
 
 

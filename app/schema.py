@@ -56,9 +56,7 @@ async def require_current(store: Store) -> None:
         )
 
 
-async def prepare(
-    database_url: str, *, migrate: bool, setting: str = "DATABASE_URL"
-) -> str | None:
+async def prepare(database_url: str, *, migrate: bool, setting: str = "DATABASE_URL") -> str | None:
     """Upgrade the schema (with `migrate`), or insist that it is current; any failure to reach
     or open the database becomes one line naming the URL (without its password) and the fix.
     Returns the revision the database was at before (None: empty)."""
@@ -119,6 +117,8 @@ def explain(database_url: str, error: BaseException, setting: str = "DATABASE_UR
         fix = "fix the user or password"
     elif state is not None and state.startswith("28"):
         fix = "check the user and password, and that the server lets this host log in"
+    elif "SSL" in text:
+        fix = "use sslmode=prefer or disable for a server without SSL, or turn SSL on there"
     elif isinstance(cause, OSError):  # refused, unknown host, timed out
         reason = "no answer in time" if isinstance(cause, TimeoutError) else cause.strerror
         text = f"cannot reach the database server: {reason or text}"

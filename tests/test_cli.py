@@ -118,7 +118,7 @@ def test_check_never_shows_a_password(env, tmp_path):
     result = run("check", env=env, cwd=tmp_path)
     assert result.returncode == 1
     slack, *others = sorted(problems(result), key=lambda line: not line.startswith("Slack"))
-    assert slack.startswith("Slack unreachable at http://slack@127.0.0.1:9/api/: ")
+    assert slack.startswith("Slack unreachable at http://slack@127.0.0.1:9/api/ (auth.test): ")
     assert set(others) == {
         "Rotor at http://rotor@127.0.0.1:9/: Rotor is unreachable (ConnectError): "
         "check ROTOR_API_URL, or try again later",
@@ -219,6 +219,27 @@ def test_a_missing_postgresql_database_or_role_is_one_line(env, tmp_path, comman
     assert problems(result) == [f"DATABASE_URL ({shown}): {message}"]
     if url.password:
         assert f":{url.password}@" not in result.stderr
+
+
+@pytest.mark.skipif(not PG_URL, reason="ROTOR_SLACK_TEST_DATABASE_URL is not set")
+def test_libpq_sslmode_is_understood(env, tmp_path):
+    # Managed PostgreSQL hands out URLs with ?sslmode=; asyncpg takes it as its `ssl` argument.
+    for mode in ("disable", "prefer"):
+        env["DATABASE_URL"] = f"{PG_URL}?sslmode={mode}"
+        result = run("migrate", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    env["DATABASE_URL"] = f"{PG_URL}?sslmode=require"  # the local server offers no SSL
+    result = run("migrate", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = problems(result)
+    assert line.endswith(
+        "rejected SSL upgrade: use sslmode=prefer or disable for a server without SSL, "
+        "or turn SSL on there"
+    )
+    env["DATABASE_URL"] = f"{PG_URL}?sslmode=on"
+    assert problems(run("migrate", env=env, cwd=tmp_path)) == [
+        "DATABASE_URL: sslmode: use one of disable, allow, prefer, require, verify-ca, verify-full"
+    ]
 
 
 def test_sandbox_on_a_busy_port_suggests_another(tmp_path):
@@ -372,5 +393,8 @@ def test_sandbox_in_socket_mode_answers_over_the_socket(tmp_path):
             what="the list shown to Carol",
         )
     finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # Ctrl-C
     assert process.wait(15) == 0
+    # A clean stop says nothing alarming: the service closes its socket before Slack goes.
+    log = (tmp_path / "sandbox.log").read_text()
+    assert " ERROR " not in log and "Traceback" not in log, log

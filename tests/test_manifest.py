@@ -191,8 +191,17 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_manifest_fills_in_the_url():
-    result = run("--url", "https://bot.example.org/")
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://bot.example.org/",
+        "https://bot.example.org",
+        "https://bot.example.org/slack/events",  # the full events URL, as Slack shows it
+        "https://bot.example.org/slack/events/",
+    ],
+)
+def test_manifest_fills_in_the_url(given):
+    result = run("--url", given)
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     url = "https://bot.example.org/slack/events"
@@ -226,6 +235,11 @@ def test_socket_mode_variant_has_no_urls():
     ("args", "message"),
     [
         (["--url", "http://insecure"], "--url: Slack needs a public https:// URL"),
+        (["--url", "bot.example.org"], "--url: Slack needs a public https:// URL"),
+        (["--url", "https://bot.example.org?x=1"], "--url: give the address alone: no ?query"),
+        (["--url", "https://localhost:8000"], "--url: localhost is not reachable from Slack"),
+        (["--url", "https://127.0.0.1"], "--url: 127.0.0.1 is not reachable from Slack"),
+        (["--url", "https://10.0.0.7/bot"], "--url: 10.0.0.7 is not reachable from Slack"),
         ([], "--url: required"),
         (["--socket-mode", "--url", "https://x"], "--url and --socket-mode: choose one"),
     ],

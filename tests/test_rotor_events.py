@@ -114,6 +114,7 @@ def test_rotor_down_when_the_event_arrives_is_settled_once_it_answers(start_serv
 
 def test_webhook_test_and_both_header_families(start_service, rotor):
     service = start_service(NO_SYNC)
+    assert "will be unused" not in service.output()  # bolt's warning about our own token
     assert rotor.send_test().json() == {"status": "ok"}
     wait_until(lambda: "webhook.test: a verified test event arrived" in service.output())
     # A Standard Webhooks relay in front of the service: the same scheme under other names.

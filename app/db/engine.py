@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import event
+from sqlalchemy import URL, event, make_url
 from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import select
@@ -59,6 +59,15 @@ def is_outage(error: BaseException) -> bool:
     return not (isinstance(error, sa.OperationalError) and "no such " in str(error.orig))
 
 
+def ssl_mode(url: str) -> tuple[URL, str | None]:
+    """libpq's `?sslmode=` (what managed PostgreSQL hands out) as asyncpg's `ssl` argument."""
+    parsed = make_url(url)
+    mode = parsed.query.get("sslmode")
+    if mode is None:
+        return parsed, None
+    return parsed.difference_update_query(["sslmode"]), str(mode)
+
+
 def describe(error: BaseException) -> str:
     """One line, without the SQL and parameters SQLAlchemy appends."""
     cause = getattr(error, "orig", None) or error
@@ -71,12 +80,13 @@ def create_engine(url: str) -> AsyncEngine:
         # A replica frozen inside a transaction (a long pause, a stopped VM) must not hold its
         # row locks over the others for ever: the server ends such a transaction after 10 s.
         settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+        parsed, ssl = ssl_mode(url)
         return create_async_engine(
-            url,
+            parsed,
             pool_size=10,
             max_overflow=10,
             pool_pre_ping=True,
-            connect_args={"server_settings": settings},
+            connect_args={"server_settings": settings} | ({"ssl": ssl} if ssl else {}),
         )
     # One connection: SQLite has one writer anyway, and waiting for the pool is an asyncio
     # wait, where waiting for the file lock is the busy handler sleeping in steps of up to 100 ms.

@@ -137,12 +137,20 @@ def run_sandbox(
             "service": create_app(settings, policy),
             "page": page,
         }
-        servers = [_Server(uvicorn_server(app, 0).config) for app in apps.values()]
+        servers = {name: _Server(uvicorn_server(app, 0).config) for name, app in apps.items()}
 
-        def stop() -> None:  # Ctrl-C or SIGTERM: all servers stop; a second time, at once
-            for server in servers:
-                server.force_exit = server.should_exit
-                server.should_exit = True
+        def stop() -> None:  # Ctrl-C or SIGTERM; a second time, at once
+            # The service first: it closes its socket to Slack while the stand-in still answers.
+            server = servers["service"]
+            server.force_exit = server.should_exit
+            server.should_exit = True
+
+        async def serve(name: str) -> None:
+            await servers[name].serve(sockets=[sockets[name]])
+            if name == "service":  # then the stand-ins and the page
+                for other in servers.values():
+                    other.force_exit = other.should_exit
+                    other.should_exit = True
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop)
@@ -152,9 +160,7 @@ def run_sandbox(
         slack_way = "Slack over Socket Mode" if socket_mode else "Slack over HTTP"
         print(f"  service {service_url} ({slack_way})", flush=True)
         print(f"  database {without_password(settings.database_url)} ({where})", flush=True)
-        await asyncio.gather(
-            *(server.serve(sockets=[sockets[n]]) for n, server in zip(apps, servers, strict=True))
-        )
+        await asyncio.gather(*(serve(name) for name in servers))
 
     logs.setup("WARNING")
     try:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app import errors
@@ -44,9 +45,17 @@ def home_user(body: dict, form: RejectForm | None) -> str | None:
     return None
 
 
+class _SameToken(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def build_bolt_app(
     client: AsyncWebClient, signing_secret: str, services: Services, slack_api_url: str
 ) -> AsyncApp:
+    # bolt reads SLACK_BOT_TOKEN itself, then warns on every start that the token of `client`
+    # (the same one) wins: not a line an operator should have to read.
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_SameToken())
     app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=False)
     response_urls = ResponseUrls(slack_api_url)
 
