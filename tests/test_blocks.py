@@ -462,3 +462,44 @@ def test_hidden_items_are_announced():
 def test_a_non_approver_is_told_who_can_decide():
     text = notice(errors.NotAnApprover("pay`ments", "approve", ["U0CAROL", "S0FINANCE"]))
     assert "<@U0CAROL> <!subteam^S0FINANCE>" in text and "`payˋments`" in text
+
+
+def test_a_title_none_of_whose_paths_resolve_falls_back_to_the_default():
+    queue = QueuePolicy(name="payments", title="Pay {amount} {currency} to {beneficiary.name}")
+
+    def header(approval, queue) -> str:
+        return approval_message(approval, queue=queue).blocks_json()[0]["text"]["text"]
+
+    assert header(make({"note": "x"}), queue) == "Approval needed: payments"  # not "Pay ? ? to ?"
+    assert header(make({"amount": 5}), queue) == "Pay 5 ? to ?"  # one found: the template holds
+    reserved = QueuePolicy(name="payments", title="Job {job_id}")
+    assert header(make({}), reserved) == "Job job_1"
+
+
+def test_an_expired_approval_says_why_once():
+    approval = make(
+        {},
+        status=Status.REJECTED,
+        expired=True,
+        decided_at=NOW,
+        reason="Expired: no decision within 6h",
+    )
+    blocks = approval_message(approval).blocks_json()
+    block = next(b for b in blocks if b.get("block_id") == "outcome")
+    text = block["text"]["text"]
+    assert text.startswith(":hourglass: *Expired* (no decision within 6h) on <!date^")
+    assert text.count("no decision") == 1 and "Reason" not in text
+
+
+def test_the_sandbox_page_draws_every_emoji_the_bot_sends():
+    import re
+    from importlib.resources import files
+    from pathlib import Path
+
+    import app.slack
+
+    source = "".join(p.read_text() for p in Path(app.slack.__file__).parent.rglob("*.py"))
+    sent = set(re.findall(r":([a-z_]+):", source))
+    page = files("app.sandbox").joinpath("workspace.html").read_text()
+    drawn = set(re.findall(r"(\w+):", re.search(r"const EMOJI = \{(.*?)\};", page)[1]))
+    assert sent and sent <= drawn, sent - drawn

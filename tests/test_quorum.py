@@ -198,7 +198,9 @@ def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, r
     message = decided(slack, stale["id"])
     assert message.blocks[0]["text"]["text"] == "Expired: batch"
     assert not any(b["type"] == "actions" for b in message.blocks)
-    assert "Expired: no decision within 6s" in outcome(message)
+    # Said once: ":hourglass: *Expired* (no decision within 6s) on <date>", no reason below.
+    assert "*Expired* (no decision within 6s) on <!date^" in outcome(message)
+    assert "Reason" not in outcome(message)
     assert rotor.approvals[stale["id"]]["reason"] == "Expired: no decision within 6s"
     dms = wait_until(lambda: len(slack.dms_for(MALLORY)) == 2 and slack.dms_for(MALLORY))
     assert any("Expired" in dm.text for dm in dms)

@@ -74,8 +74,9 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     verb = {Status.APPROVED: "Approved", Status.REJECTED: "Rejected"}[approval.status]
     icon = {Status.APPROVED: ":white_check_mark:", Status.REJECTED: ":x:"}[approval.status]
     voters = voters or []
-    if approval.expired:
-        verb, icon, who = "Expired", ":hourglass:", "with no decision"
+    if approval.expired:  # "Expired: no decision within 6h", said once
+        why = (approval.reason or "no decision").removeprefix("Expired: ")
+        verb, icon, who = "Expired", ":hourglass:", f"({escape(clip(why, 200))})"
     elif approval.status == Status.APPROVED and voters:
         who = "by " + people(voters)
     elif approval.decided_by:
@@ -84,7 +85,7 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
         who = "outside Slack"
     when = f" on {slack_date(approval.decided_at)}" if approval.decided_at else ""
     line = f"{icon} *{verb}* {who}{when}"
-    if approval.reason:
+    if approval.reason and not approval.expired:  # an expiry's reason is in the line above
         line += "\n*Reason:* " + escape(clip(approval.reason, 2000))
     if approval.status == Status.REJECTED and voters:
         line += "\n*Approved before:* " + people(voters)

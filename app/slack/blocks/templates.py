@@ -104,9 +104,18 @@ def render(template: str, facts: Facts, quote_value: Callable[[str], str] = str)
 
 
 def title(template: str | None, facts: Facts | None, default: str) -> str:
-    """Plain text (never parsed), one line, clipped to the header's 150 characters."""
-    text = render(template, facts) if template and facts else default
+    """Plain text (never parsed), one line, clipped to the header's 150 characters. A template
+    none of whose payload paths the payload has gives `default` (not "Pay ? ? to ?")."""
+    if template and facts and _resolves(template, facts):
+        text = render(template, facts)
+    else:
+        text = default
     return clip(one_line_clean(text, 1000), 150)
+
+
+def _resolves(template: str, facts: Facts) -> bool:
+    paths = [n for _, n, _, _ in Formatter().parse(template) if n and n not in RESERVED]
+    return not paths or any(facts.value(p) != MISSING for p in paths)
 
 
 def fields(paths: list[str], facts: Facts) -> list[str]:
