@@ -244,8 +244,7 @@ async def _reach_slack(settings: Settings) -> Reached:
             )
         except Exception as e:
             return None, (
-                f"Slack unreachable at {where} (auth.test): {type(e).__name__}: "
-                "check SLACK_API_URL"
+                f"Slack unreachable at {where} (auth.test): {type(e).__name__}: check SLACK_API_URL"
             )
     return f"Slack: signed in as {identity.get('user')} in {identity.get('team')}", None
 

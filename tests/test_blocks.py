@@ -28,7 +28,13 @@ from app.slack.blocks.text import (
     pretty_payload,
     preview,
 )
-from app.slack.commands import ListQuery, looks_like_status, parse_list_command
+from app.slack.commands import (
+    HELP,
+    ListQuery,
+    looks_like_status,
+    parse_list_command,
+    unknown_word,
+)
 from app.slack.notices import notice
 from tests.conftest import LIVE, mrkdwn_texts
 
@@ -213,9 +219,20 @@ def test_list_command_parsing(text, status, queue, mine):
     assert parse_list_command(text) == ListQuery(status, queue, mine)
 
 
-@pytest.mark.parametrize("text", ["help", "a b", "pending a b", "mine approved", "mine a b"])
-def test_list_command_help(text):
-    assert parse_list_command(text) is None
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("help", ""),
+        ("a b", "Name one queue at most: `a b` is more than one word."),
+        ("pending foo bar", "Name one queue at most: `foo bar` is more than one word."),
+        ("mine approved", "`mine` lists what waits on you, so only pending ones: no `approved`."),
+        ("mine a b", "Name one queue at most: `a b` is more than one word."),
+    ],
+)
+def test_list_command_says_what_was_wrong_then_helps(text, said):
+    answer = parse_list_command(text)
+    assert isinstance(answer, str) and answer.endswith(HELP)
+    assert answer.removesuffix(HELP).strip() == said
 
 
 def test_list_page_fits_a_message():
@@ -439,7 +456,7 @@ def test_masking_catches_what_the_issue_lists_and_keeps_what_approvers_need():
 def test_typos_of_statuses_and_long_arguments():
     assert looks_like_status("rejcted") and looks_like_status("aproved")
     assert not looks_like_status("payments") and not looks_like_status("ops")
-    assert parse_list_command("x" * 5000) is None
+    assert parse_list_command("x" * 5000).startswith("That is longer than any status")
 
 
 def test_decided_list_items_say_who_and_why():
@@ -503,3 +520,17 @@ def test_the_sandbox_page_draws_every_emoji_the_bot_sends():
     page = files("app.sandbox").joinpath("workspace.html").read_text()
     drawn = set(re.findall(r"(\w+):", re.search(r"const EMOJI = \{(.*?)\};", page)[1]))
     assert sent and sent <= drawn, sent - drawn
+
+
+def test_an_unknown_queue_gets_the_closest_configured_name():
+    assert "Did you mean `payments`?" in unknown_word("paymnts", ["payments", "ops"])
+    assert "Did you mean" not in unknown_word("zzz", ["payments", "ops"])
+
+
+def test_pending_list_items_show_the_quorum_s_progress():
+    from app.config import parse_policy
+
+    policy = parse_policy("[[queues]]\nname = 'payments'\nrequired_approvals = 2")
+    item = ListItem("apv_" + "a" * 32, "payments", "job_1", "pending", {}, NOW, voters=("U0CAROL",))
+    (section, _) = approvals_list([item], ListQuery(), None, NOW, 0, policy)[1:3]
+    assert "*1 of 2 approvals:* <@U0CAROL>" in section.to_dict()["text"]["text"]

@@ -137,7 +137,8 @@ def test_clicks_on_the_home_tab_decide_and_the_tab_follows(service, slack, rotor
     slack.click(CAROL, home(slack, CAROL, "2 approvals"), "approve", pay["id"])
     tab = home(slack, CAROL, "counts; it waits for more approvals")
     assert listed(tab) == [ops["id"]]
-    assert "1 of 2 approvals" in texts(home(slack, DAVE, "1 of 2 approvals").blocks)
+    # ...and says who has approved.
+    assert f"1 of 2 approvals:* <@{CAROL}>" in texts(home(slack, DAVE, "1 of 2 approvals").blocks)
 
     # A refusal appears at the top of the tab (no response_url to answer on).
     rotor.down_status = 503

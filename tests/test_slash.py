@@ -175,8 +175,12 @@ def test_unknown_words_and_long_arguments_answer_with_usage(service, slack, roto
         assert "/approvals" in text and "pending" in text, text
         if len(word) < 100:
             assert f"`{word}` is neither a status nor a queue I know" in text
+    slack.slash(CAROL, "C0OPS", "paymnts")  # close to a queue of the policy
+    assert "Did you mean `payments`?" in listing(slack, CAROL, 4).text
+    slack.slash(CAROL, "C0OPS", "pending foo bar")
+    assert listing(slack, CAROL, 5).text.startswith("Name one queue at most: `foo bar`")
     slack.slash(CAROL, "C0OPS", "ops")  # a queue Rotor knows, though not in the policy
-    assert listed_ids(listing(slack, CAROL, 4)) != []
+    assert listed_ids(listing(slack, CAROL, 6)) != []
 
 
 def test_decided_lists_say_why(service, slack, rotor):

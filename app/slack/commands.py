@@ -27,20 +27,24 @@ class ListQuery:
     mine: bool = False  # what waits on the person asking
 
 
-def parse_list_command(text: str) -> ListQuery | None:
-    """`[pending|approved|rejected|mine] [queue]` in any order; None for help or bad input."""
+def parse_list_command(text: str) -> ListQuery | str:
+    """`[pending|approved|rejected|mine] [queue]` in any order; else what to answer (mrkdwn):
+    the help, after what was wrong."""
+    from app.slack.blocks.text import code
+
     if len(text) > MAX_TEXT:
-        return None
+        return f"That is longer than any status and queue name together.\n\n{HELP}"
     words = text.split()
     mine = any(w.lower() == MINE for w in words)
     status = next((w.lower() for w in words if w.lower() in STATUSES), None)
     rest = [w for w in words if w.lower() not in (*STATUSES, MINE)]
-    if (
-        len(rest) > 1
-        or (rest and rest[0].lower() == "help")
-        or (mine and status not in (None, Status.PENDING))
-    ):
-        return None
+    if rest and rest[0].lower() == "help":
+        return HELP
+    if len(rest) > 1:
+        extra = code(" ".join(rest), 100)
+        return f"Name one queue at most: {extra} is more than one word.\n\n{HELP}"
+    if mine and status not in (None, Status.PENDING):
+        return f"`mine` lists what waits on you, so only pending ones: no `{status}`.\n\n{HELP}"
     return ListQuery(status=status or Status.PENDING, queue=rest[0] if rest else None, mine=mine)
 
 
@@ -49,7 +53,10 @@ def looks_like_status(word: str) -> bool:
     return bool(difflib.get_close_matches(word.lower(), STATUSES, n=1, cutoff=0.75))
 
 
-def unknown_word(word: str) -> str:
+def unknown_word(word: str, queues: list[str] = ()) -> str:
+    """For a word that is no status and no queue: a close queue name, if there is one."""
     from app.slack.blocks.text import code
 
-    return f"{code(word, 100)} is neither a status nor a queue I know.\n\n{HELP}"
+    close = difflib.get_close_matches(word, list(queues), n=1, cutoff=0.6)
+    guess = f" Did you mean {code(close[0], 100)}?" if close else ""
+    return f"{code(word, 100)} is neither a status nor a queue I know.{guess}\n\n{HELP}"

@@ -155,7 +155,7 @@ def _item_blocks(item: Shown, policy: Policy) -> list[Block]:
     if approval.requester:
         facts.append(f"by <@{approval.requester}>")
     if item.quorum.required > 1:
-        facts.append(f"{len(item.quorum.voters)} of {item.quorum.required} approvals")
+        facts.append(item.quorum.progress())
     lines.append(" · ".join(facts))
     buttons = decision_buttons(approval.id, approval.queue_name, item.quorum.required)
     if item.link:

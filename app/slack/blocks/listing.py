@@ -10,7 +10,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 
 from app.db.models import Status
 from app.slack.blocks import templates
-from app.slack.blocks.approval import decision_buttons, summary_line
+from app.slack.blocks.approval import Quorum, decision_buttons, summary_line
 from app.slack.blocks.text import (
     ago,
     clip,
@@ -40,6 +40,7 @@ class ListItem:
     created_at: datetime | None
     decided_by: str | None = None
     reason: str | None = None
+    voters: tuple[str, ...] = ()  # who has approved so far, for a queue that needs several
 
 
 def decided_line(item: ListItem) -> str | None:
@@ -64,6 +65,9 @@ def item_line(item: ListItem, now: datetime, policy: Policy | None) -> str:
     lines = [f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {when}"]
     if decided := decided_line(item):
         lines.append(decided)
+    required = queue.required_approvals if queue else 1
+    if item.status == Status.PENDING and required > 1:
+        lines.append(Quorum(required, list(item.voters)).progress())
     if queue and queue.title:
         facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, mask)
         lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")

@@ -106,10 +106,8 @@ def render(template: str, facts: Facts, quote_value: Callable[[str], str] = str)
 def title(template: str | None, facts: Facts | None, default: str) -> str:
     """Plain text (never parsed), one line, clipped to the header's 150 characters. A template
     none of whose payload paths the payload has gives `default` (not "Pay ? ? to ?")."""
-    if template and facts and _resolves(template, facts):
-        text = render(template, facts)
-    else:
-        text = default
+    resolved = template and facts and _resolves(template, facts)
+    text = render(template, facts) if resolved else default
     return clip(one_line_clean(text, 1000), 150)
 
 

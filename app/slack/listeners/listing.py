@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
+
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.models.blocks import ContextBlock
 
-from app.db.models import utcnow
+from app.db.models import Status, utcnow
 from app.rotor import RotorError
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
 from app.slack.blocks.text import mrkdwn
 from app.slack.commands import (
-    HELP,
     ListQuery,
     looks_like_status,
     parse_list_command,
@@ -24,12 +26,13 @@ from app.slack.respond import answer, tell
 
 async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltContext) -> None:
     query = parse_list_command(command.get("text") or "")
-    if query is None:
-        await ack(text=HELP)
+    if isinstance(query, str):
+        await ack(text=query)
         return
-    known = query.queue is None or services(context).decider.policy.queue(query.queue)
+    policy = services(context).decider.policy
+    known = query.queue is None or policy.queue(query.queue)
     if not known and looks_like_status(query.queue):
-        await ack(text=unknown_word(query.queue))
+        await ack(text=unknown_word(query.queue, [q.name for q in policy.queues]))
         return
     await ack()
     user = command.get("user_id") or ""
@@ -45,8 +48,11 @@ async def _send_mine(context: AsyncBoltContext, user: str, query: ListQuery) -> 
     waiting = [w for w in waiting if query.queue in (None, w.queue_name)]
     shown = waiting[:LIST_PAGE_SIZE]
     found = await services(context).approvals.many([w.id for w in shown])
+    voters = await services(context).decider.votes.of(list(found))
     items = [
-        ListItem(a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at)
+        _with_voters(
+            ListItem(a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at), voters
+        )
         for a in (found.get(w.id) for w in shown)
         if a is not None
     ]
@@ -93,7 +99,8 @@ async def _send_list(
                 (await rotor.list_approvals(queue=query.queue, limit=1)).approvals
             )
             if unknown:
-                await tell(context["response_url"], unknown_word(query.queue))
+                names = [q.name for q in decider.policy.queues]
+                await tell(context["response_url"], unknown_word(query.queue, names))
                 return
     except RotorError as e:
         await tell(context["response_url"], f"Could not list approvals: {e}")
@@ -109,6 +116,9 @@ async def _send_list(
         for a in result.approvals
         if allowed[a.queue_name]
     ]
+    pending = [i.id for i in items if i.status == Status.PENDING]
+    voters = await decider.votes.of(pending) if pending else {}
+    items = [_with_voters(i, voters) for i in items]
     hidden = len(result.approvals) - len(items)
     listing = approvals_list(
         items, query, result.next_cursor, utcnow(), page, decider.policy, hidden
@@ -120,3 +130,8 @@ async def _send_list(
         response_type="ephemeral",
         replace_original=replace,
     )
+
+
+def _with_voters(item: ListItem, votes: dict[str, list[tuple[str, datetime]]]) -> ListItem:
+    """The item with who has approved it so far (a quorum's progress)."""
+    return dataclasses.replace(item, voters=tuple(user for user, _ in votes.get(item.id, ())))
