@@ -4,6 +4,7 @@ the window, keeps a selection across refreshes, and refuses requests from other 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def sandbox_url(tmp_path):
+def sandbox_process(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "DATABASE_URL"}
     log = tmp_path / "sandbox.log"
@@ -53,9 +54,14 @@ def sandbox_url(tmp_path):
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
     assert f"open {url}" in log.read_text()
-    yield url
+    yield url, process
     process.terminate()
     process.wait(15)
+
+
+@pytest.fixture
+def sandbox_url(sandbox_process):
+    return sandbox_process[0]
 
 
 @pytest.fixture
@@ -309,3 +315,62 @@ def test_the_page_refuses_other_sites_and_foreign_host_names(sandbox_url):
     local = {"host": f"localhost:{port}", "origin": f"http://localhost:{port}"}
     assert post(local).status_code == 200
     assert len(httpx.get(sandbox_url + "/api/state", trust_env=False).json()["approvals"]) == 2
+
+
+def test_people_links_unread_channels_time_order_and_a_stopped_sandbox(page, sandbox_process):
+    expect = playwright.expect
+    timeline = page.locator("#timeline")
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    page.reload()  # every request of a load answered: no /favicon.ico 404
+    page.wait_for_selector("#user option", state="attached")
+
+    # Switching who is acting while reading direct-messages shows the new person's DMs.
+    page.select_option("#user", "U0CAROL")
+    page.click('#channels [data-channel="D0CAROL"]')
+    page.select_option("#user", "U0VISITOR")
+    expect(page.locator('#channels [data-channel="D0VISITOR"]')).to_have_class("channel active")
+    renders = page.evaluate("window.renders")
+    page.wait_for_function(f"window.renders > {renders} + 2")  # the page goes on refreshing
+    expect(page.locator("#banner")).to_be_hidden()
+
+    # A job that lands in another channel marks it unread, as Slack does.
+    page.click('#channels [data-channel="C0APPROVALS"]')
+    page.get_by_role("button", name="Large payment").click()
+    page.click("#enqueue")
+    expect(page.locator('#channels [data-channel="C0FINANCE"]')).to_have_class("channel unread")
+    page.click('#channels [data-channel="C0FINANCE"]')
+    expect(page.locator('#channels [data-channel="C0FINANCE"]')).to_have_class("channel active")
+
+    # A reply only you see stays where it was said: later messages come after it.
+    page.fill("#command", "/approvals")
+    page.press("#command", "Enter")
+    expect(page.locator(".msg.ephemeral")).to_have_count(1)
+    page.click("#enqueue")
+    expect(timeline.locator(".msg:not(.ephemeral)")).to_have_count(2)
+    assert page.eval_on_selector_all(
+        "#timeline > .msg", "ms => ms.map(m => m.classList.contains('ephemeral'))"
+    ) == [False, True, False]
+
+    # The requester's DM links its message: the link opens it here, highlighted.
+    first = page.get_attribute("#approvals .approval:last-child", "data-approval")
+    body = {"id": first, "status": "rejected", "reason": "Not this quarter"}
+    url = sandbox_process[0]
+    assert httpx.post(url + "/api/decide", json=body, trust_env=False).status_code == 200
+    page.click('#channels [data-channel="D0VISITOR"]')
+    link = page.locator("#timeline a", has_text="the approval")
+    expect(link).to_have_count(1)
+    href = link.get_attribute("href")
+    link.click()
+    expect(page.locator("#channel-title")).to_have_text("# finance")
+    expect(page.locator(".msg.highlight")).to_contain_text("Pay 48500 EUR")
+    # Opened from elsewhere, the local Slack's permalink leads to the page, the same way.
+    moved = httpx.get(href, trust_env=False)
+    assert moved.status_code == 302 and moved.headers["location"].startswith(url + "/#/archives/")
+    page.goto(moved.headers["location"])
+    expect(page.locator(".msg.highlight")).to_contain_text("Pay 48500 EUR")
+    assert missing == []
+
+    # Ctrl-C: the page says the sandbox stopped instead of looking alive.
+    sandbox_process[1].send_signal(signal.SIGINT)
+    expect(page.locator("#banner")).to_contain_text("The sandbox has stopped")

@@ -113,6 +113,7 @@ def run_sandbox(
         sockets = {name: bind(0) for name in ("slack", "rotor", "service")}
         sockets["page"] = page_socket
         slack.base_url, rotor.base_url = address(sockets["slack"]), address(sockets["rotor"])
+        slack.page_url = address(page_socket)
         service_url = address(sockets["service"])
         slack.app_url, rotor.webhook_url = (
             f"{service_url}/slack/events",

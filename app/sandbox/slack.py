@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.sandbox.slack_objects import (
@@ -69,6 +69,7 @@ class FakeSlack(PeopleInSlack):
         self.emails: dict[str, str] = {}  # email -> user id, for users.lookupByEmail
         self.app_url = ""  # the service's /slack/events, set once it runs
         self.base_url = ""  # ours, set once we run
+        self.page_url = ""  # the sandbox's workspace page, where permalinks open
         self.messages: list[Message] = []
         self.ephemerals: list[Ephemeral] = []
         self.views: dict[str, dict] = {}
@@ -86,9 +87,17 @@ class FakeSlack(PeopleInSlack):
             routes=[
                 Route("/api/{method}", self._api, methods=["GET", "POST"]),
                 Route("/response/{key}", self._response_url, methods=["POST"]),
+                Route("/archives/{channel}/{message}", self._archive),
                 WebSocketRoute("/socket-mode/{ticket}", self.socket.endpoint),
             ]
         )
+
+    async def _archive(self, request: Request) -> Response:
+        """A permalink opened in a browser: the message on the sandbox page, as Slack would."""
+        channel, message = request.path_params["channel"], request.path_params["message"]
+        if not self.page_url:
+            return PlainTextResponse(f"message {message} in {channel}", 200)
+        return RedirectResponse(f"{self.page_url}/#/archives/{channel}/{message}", 302)
 
     # --- what tests and the sandbox page read ---------------------------------------------
 
@@ -344,7 +353,7 @@ class FakeSlack(PeopleInSlack):
             self.messages.append(Message(target.channel, self._next_ts(), text, blocks))
             return
         self.ephemerals.append(
-            Ephemeral(next(self._ids), target.channel, target.user, text, blocks)
+            Ephemeral(next(self._ids), target.channel, target.user, text, blocks, self._next_ts())
         )
 
     def _new_response_url(self, target: ResponseUrl) -> str:

@@ -48,6 +48,7 @@ class Ephemeral:
     user: str
     text: str
     blocks: list[dict]
+    ts: str = ""  # when it was shown, on the same clock as messages' ts (for their order)
 
 
 @dataclass

@@ -206,7 +206,12 @@ class PeopleInSlack:
             with self._lock:
                 self.ephemerals.append(
                     Ephemeral(
-                        next(self._ids), channel, user, body.get("text", ""), body.get("blocks", [])
+                        next(self._ids),
+                        channel,
+                        user,
+                        body.get("text", ""),
+                        body.get("blocks", []),
+                        self._next_ts(),
                     )
                 )
         return response
