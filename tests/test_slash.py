@@ -161,10 +161,27 @@ def test_list_shows_only_queues_the_person_may_decide(start_service, slack, roto
     item = next(b for b in shown.blocks if b["block_id"] == f"item-{pay['id']}")
     assert item["text"]["text"].startswith("*Pay 5 EUR to Ann*")
     assert "Beneficiary name: Ann" in item["text"]["text"] and "DE89X" not in str(shown.blocks)
-    # Approving from the list names the job by its title.
+    # Approving from the list names the job by its title, and the list is shown again in its
+    # place: the approved job is no longer pending there, so no live buttons are left on it.
     slack.click(DAVE, shown, "approve", value=pay["id"])
     said = wait_until(lambda: [e.text for e in slack.ephemerals_for(DAVE) if "Approved" in e.text])
     assert said[0].startswith("Approved *Pay 5 EUR to Ann* (job ")
+    assert listed_ids(wait_until(lambda: not listed_ids(shown) and shown)) == []
+    assert "Nothing here." in shown.blocks[0]["text"]["text"]
+    # A reject from a list, through its modal, shows the list again as well.
+    other = rotor.create("ops", {"n": 2})
+    slack.slash(DAVE, "C0OPS", "ops")
+    shown = wait_until(
+        lambda: (
+            other["id"] in listed_ids(slack.ephemerals_for(DAVE)[-1])
+            and (slack.ephemerals_for(DAVE)[-1])
+        )
+    )
+    slack.click(DAVE, shown, "reject", value=other["id"])
+    view_id = wait_until(lambda: next(iter(slack.views), None), what="the modal")
+    slack.submit_view(DAVE, view_id, {"reason": {"reason_input": "not now"}})
+    wait_until(lambda: other["id"] not in listed_ids(shown), what="the list shown again")
+    assert rotor.status(other["id"]) == "rejected"
 
 
 def test_unknown_words_and_long_arguments_answer_with_usage(service, slack, rotor):

@@ -64,17 +64,30 @@ class _Carried(BaseModel):
 
 
 class ListPage(_Carried):
-    """The "More" button's value: which list, where it goes on."""
+    """A page of `/approvals`: the "More" button's value (the next page), and on each item's
+    buttons the page they are on, so a decision there can show the page again, decided."""
 
     status: str = Field(alias="s")
     queue: str | None = Field(default=None, alias="q")
-    cursor: str = Field(alias="c")
-    page: int = Field(alias="p", ge=0)
+    cursor: str | None = Field(default=None, alias="c")
+    page: int = Field(default=0, alias="p", ge=0)
+    mine: bool = Field(default=False, alias="m")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def dump(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return self.model_dump_json(by_alias=True, exclude_defaults=True)
+
+    def on_item(self, approval_id: str) -> str:
+        """The block id of an item's buttons, carrying this page when it fits (255)."""
+        block_id = f"decide-{approval_id}"
+        carried = f"{block_id} {self.dump()}"
+        return carried if len(carried) <= 255 else block_id
+
+    @classmethod
+    def of_item(cls, block_id: str) -> ListPage | None:
+        _, _, carried = block_id.partition(" ")
+        return cls.load(carried) if carried else None
 
 
 class RejectForm(_Carried):
@@ -83,3 +96,4 @@ class RejectForm(_Carried):
     id: str = Field(pattern=APPROVAL_ID_PATTERN)
     response_url: str | None = None
     home: bool | None = None  # opened from the Home tab: answer there
+    listed: ListPage | None = None  # opened from a `/approvals` page: show it again, decided

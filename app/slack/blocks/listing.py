@@ -83,8 +83,13 @@ def approvals_list(
     page: int,
     policy: Policy | None = None,
     hidden: int = 0,
+    cursor: str | None = None,
 ) -> list[Block]:
-    """`hidden` counts items left out because the person may not decide their queue."""
+    """`hidden` counts items left out because the person may not decide their queue; `cursor`
+    is what fetched this page (its buttons carry it, to show the page again after a click)."""
+    here = ListPage(
+        status=query.status, queue=query.queue, cursor=cursor, page=page, mine=query.mine
+    )
     scope = f" in {code(query.queue, 100)}" if query.queue else ""
     title = f"*{query.status.capitalize()} approvals*{scope}"
     if query.mine:
@@ -103,7 +108,7 @@ def approvals_list(
         if item.status == Status.PENDING:
             blocks.append(
                 ActionsBlock(
-                    block_id=f"decide-{item.id}",
+                    block_id=here.on_item(item.id),
                     elements=decision_buttons(item.id, item.queue_name),
                 )
             )

@@ -13,8 +13,16 @@ from app.db.models import Approval, Status
 from app.slack.blocks.approval import title_of
 from app.slack.blocks.modals import payload_modal, reject_modal
 from app.slack.blocks.text import code, escape, mention
-from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, RejectForm, approval_of
+from app.slack.ids import (
+    REASON_BLOCK,
+    REASON_INPUT,
+    REASON_MAX,
+    ListPage,
+    RejectForm,
+    approval_of,
+)
 from app.slack.listeners import services
+from app.slack.listeners.listing import show_again
 from app.slack.respond import MODAL_FAILED, open_modal, tell
 
 log = logging.getLogger(__name__)
@@ -32,7 +40,8 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
     if not (approval_id := _button_approval(action)):
         return
     decider = services(context).decider
-    await decider.decide(approval_id, body["user"]["id"], Status.APPROVED)
+    user = body["user"]["id"]
+    await decider.decide(approval_id, user, Status.APPROVED)
     home_user = context.get("home_user")
     if home_user or body.get("container", {}).get("is_ephemeral"):
         # The list or the tab does not show the channel message: say it worked, naming the job.
@@ -40,8 +49,11 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
         text = done_text(approval_id, approval, decider.policy)
         if home_user:
             await services(context).home.show(home_user, text)
-        else:
-            await tell(context["response_url"], text)
+            return
+        if listed := ListPage.of_item(action.get("block_id") or ""):
+            # The page it was on, again: no live buttons left on what was decided.
+            await show_again(context, user, listed, context["response_url"])
+        await tell(context["response_url"], text)
 
 
 def done_text(approval_id: str, approval: Approval | None, policy: Policy) -> str:
@@ -66,8 +78,14 @@ async def reject(
         return
     approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
     home_user = context.get("home_user")
+    listed = None
+    if body.get("container", {}).get("is_ephemeral"):
+        listed = ListPage.of_item(action.get("block_id") or "")
     form = RejectForm(
-        id=approval_id, response_url=context["response_url"], home=True if home_user else None
+        id=approval_id,
+        response_url=context["response_url"],
+        home=True if home_user else None,
+        listed=listed,
     )
     modal = reject_modal(approval, form)
     if not await open_modal(client, body["trigger_id"], form.response_url, modal) and home_user:
@@ -93,6 +111,8 @@ async def reject_submitted(
         return  # not metadata we wrote
     user = body["user"]["id"]
     await services(context).decider.decide(form.id, user, Status.REJECTED, reason)
+    if form.listed:
+        await show_again(context, user, form.listed, context["response_url"])
     if form.home:
         approval = await services(context).approvals.get(form.id)
         await services(context).home.show(

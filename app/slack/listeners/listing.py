@@ -37,12 +37,25 @@ async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltCont
     await ack()
     user = command.get("user_id") or ""
     if query.mine:
-        await _send_mine(context, user, query)
+        await _send_mine(context, user, query, context["response_url"], replace=False)
         return
-    await _send_list(context, user, query, cursor=None, page=0, replace=False)
+    await _send_list(
+        context, user, query, cursor=None, page=0, replace=False, url=context["response_url"]
+    )
 
 
-async def _send_mine(context: AsyncBoltContext, user: str, query: ListQuery) -> None:
+async def show_again(context: AsyncBoltContext, user: str, listed: ListPage, url: str) -> None:
+    """A page of the list once more, in place of the one a decision was made on."""
+    query = ListQuery(status=listed.status, queue=listed.queue, mine=listed.mine)
+    if listed.mine:
+        await _send_mine(context, user, query, url, replace=True)
+    else:
+        await _send_list(context, user, query, listed.cursor, listed.page, replace=True, url=url)
+
+
+async def _send_mine(
+    context: AsyncBoltContext, user: str, query: ListQuery, url: str | None, replace: bool
+) -> None:
     """The Home tab's set (in one queue, if named): the oldest ones, and how many more."""
     waiting = await services(context).home.waiting_on(user)
     waiting = [w for w in waiting if query.queue in (None, w.queue_name)]
@@ -62,11 +75,11 @@ async def _send_mine(context: AsyncBoltContext, user: str, query: ListQuery) -> 
         more = f"… and {len(waiting) - len(shown)} more: the app's Home tab lists them all."
         listing.append(ContextBlock(block_id="mine-more", elements=[mrkdwn(more)]))
     await answer(
-        context["response_url"],
+        url,
         text="Approvals waiting on you",
         blocks=[b.to_dict() for b in listing],
         response_type="ephemeral",
-        replace_original=False,
+        replace_original=replace,
     )
 
 
@@ -77,7 +90,9 @@ async def more(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContex
         return  # not a value we made
     query = ListQuery(status=state.status, queue=state.queue)
     user = (body.get("user") or {}).get("id") or ""
-    await _send_list(context, user, query, cursor=state.cursor, page=state.page, replace=True)
+    await _send_list(
+        context, user, query, state.cursor, state.page, replace=True, url=context["response_url"]
+    )
 
 
 async def _send_list(
@@ -87,6 +102,7 @@ async def _send_list(
     cursor: str | None,
     page: int,
     replace: bool,
+    url: str | None,
 ) -> None:
     rotor, decider = services(context).rotor, services(context).decider
     try:
@@ -100,10 +116,10 @@ async def _send_list(
             )
             if unknown:
                 names = [q.name for q in decider.policy.queues]
-                await tell(context["response_url"], unknown_word(query.queue, names))
+                await tell(url, unknown_word(query.queue, names))
                 return
     except RotorError as e:
-        await tell(context["response_url"], f"Could not list approvals: {e}")
+        await tell(url, f"Could not list approvals: {e}")
         return
     # Privacy: only queues the person may decide (one check per queue on the page).
     allowed = {
@@ -121,10 +137,10 @@ async def _send_list(
     items = [_with_voters(i, voters) for i in items]
     hidden = len(result.approvals) - len(items)
     listing = approvals_list(
-        items, query, result.next_cursor, utcnow(), page, decider.policy, hidden
+        items, query, result.next_cursor, utcnow(), page, decider.policy, hidden, cursor
     )
     await answer(
-        context["response_url"],
+        url,
         text=f"{query.status.capitalize()} approvals",
         blocks=[b.to_dict() for b in listing],
         response_type="ephemeral",
