@@ -146,9 +146,10 @@ class Decider:
             required = self.policy.required_approvals(approval.queue_name)
             if required > 1:
                 voters = await self.votes.cast(approval_id, user, required)
-                if voters is None:
-                    waiting = required - len(await self.votes.voters(approval_id))
-                    raise errors.AlreadyVoted(max(waiting, 1))
+                if voters is None:  # voted before: waiting, unless the quorum is met undecided
+                    voters = await self.votes.voters(approval_id)
+                    if len(voters) < required:
+                        raise errors.AlreadyVoted(required - len(voters))
                 log.info("vote %d of %d", len(voters), required, extra=extra)
                 if len(voters) < required:
                     self._wake()  # the message shows the progress
@@ -158,6 +159,11 @@ class Decider:
             current = await self.approvals.get(approval_id)
             if current.status != Status.PENDING:
                 raise errors.AlreadyDecided(current)
+            if voted:
+                # A quorum is never left met with nothing deciding it: the vote is taken back,
+                # and counts again once the decision under way has ended.
+                await self.votes.withdraw(approval_id, user)
+                self._wake()
             raise errors.ClaimHeld(current.claimed_by)
         try:
             if status == Status.APPROVED:

@@ -227,3 +227,46 @@ def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, r
     assert rows[1]["reason"] == "Expired: no decision within 6s"
     table = list(csv.DictReader(io.StringIO(audit("csv"))))
     assert [r["outcome"] for r in table] == ["approved", "expired"]
+
+
+def test_two_final_votes_at_once_decide_every_approval_exactly_once(service, slack, rotor):
+    # Ten approvals needing two; Carol and Dave click each at the same moment.
+    approvals = [rotor.enqueue("payments", {"amount": n})["id"] for n in range(10)]
+    messages = {a: posted(slack, a) for a in approvals}
+
+    def click(pair):
+        approval_id, user = pair
+        return slack.click(user, messages[approval_id], "approve").status_code
+
+    pairs = [(a, user) for a in approvals for user in (CAROL, DAVE)]
+    with ThreadPoolExecutor(len(pairs)) as pool:
+        assert set(pool.map(click, pairs)) == {200}
+    wait_until(
+        lambda: all(rotor.status(a) == "approved" for a in approvals), 20, "every approval decided"
+    )
+    assert sorted(rotor.decision_calls) == sorted((a, "approved") for a in approvals)
+
+
+def test_a_final_vote_that_meets_another_decision_leaves_nothing_stuck(service, slack, rotor):
+    # Carol's reject is under way at Rotor when Dave's vote would complete the quorum; Rotor
+    # then refuses the reject. Dave's vote must not be left counted with nothing decided.
+    approval = rotor.enqueue("payments", {"amount": 1})
+    message = posted(slack, approval["id"])
+    slack.click(ERIN, message, "approve")
+    wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
+    rotor.hold_decisions = True
+    rotor.fail_next = 0
+    slack.click(CAROL, message, "reject")
+    view_id = wait_until(lambda: next(iter(slack.views), None), what="the modal")
+    slack.submit_view(CAROL, view_id, {"reason": {"reason_input": "no"}})
+    wait_until(lambda: rotor.decision_calls, what="the reject at Rotor")
+    slack.click(DAVE, message, "approve")
+    wait_until(lambda: notices(slack, DAVE), what="Dave told")
+    rotor.refuse_decisions = (503, "UNAVAILABLE", "try later")
+    rotor.hold_decisions = False
+    wait_until(lambda: notices(slack, CAROL), what="Carol told")
+    rotor.refuse_decisions = None
+    # Dave clicks again: the quorum is met by his click now, and Rotor approves once.
+    slack.click(DAVE, message, "approve")
+    wait_until(lambda: rotor.status(approval["id"]) == "approved", what="approved")
+    assert [c for c in rotor.decision_calls if c[1] == "approved"] == [(approval["id"], "approved")]

@@ -19,18 +19,20 @@ class Votes:
         """Record `user`'s approval; the voters after it, in order, or None if they had voted.
 
         Below the quorum the message is queued for an update in the same transaction, so the
-        progress shows; the vote that completes it leaves the update to the decision.
+        progress shows; the vote that completes it leaves the update to the decision. Votes on
+        one approval are cast one at a time (its row is locked), so of two final votes at once
+        exactly one sees the quorum met: each counts the other's vote if it came first.
         """
         try:
             async with self._db.session() as s:
+                approval = await s.get(Approval, approval_id, with_for_update=True)
                 s.add(Vote(approval_id=approval_id, user=user))
                 await s.flush()
                 voters = await self._voters(s, approval_id)
-                if len(voters) < required:
-                    approval = await s.get(Approval, approval_id)
-                    if approval is not None and approval.status == Status.PENDING:
-                        lane = f"update:{approval.channel or ''}"
-                        s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+                below = len(voters) < required
+                if below and approval is not None and approval.status == Status.PENDING:
+                    lane = f"update:{approval.channel or ''}"
+                    s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
                 return voters
         except IntegrityError:
             return None
