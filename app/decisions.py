@@ -12,13 +12,13 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import partial
 
 from app import errors, metrics
 from app.config import Policy
 from app.db import Store
-from app.db.models import Approval, Status
+from app.db.models import Approval, Status, utcnow
 from app.intake import Intake, from_rotor
 from app.retry import backoff
 from app.rotor import RotorClient, RotorConflict, RotorError, RotorNotFound
@@ -138,6 +138,9 @@ class Decider:
         extra = {"approval_id": approval_id, "user": user}
         verb = verb_for(status)
         approval = await self.vet(approval_id, user, verb)
+        if (after := self._overdue(approval)) is not None:
+            # Past its expiry, however recently: the sweep may not have come round yet.
+            await self._expire_now(approval, after)
         voted = False
         if status == Status.APPROVED:
             if await self.requester(approval) == user:
@@ -183,6 +186,28 @@ class Decider:
         metrics.DECISIONS.labels(outcome=status).inc()
         log.info("decided: %s", status, extra=extra)
         await self._record(approval, status, user, reason)
+
+    async def _expire_now(self, approval: Approval, after: timedelta) -> None:
+        """Expire it instead of deciding it; always raises why nothing else was decided."""
+        try:
+            expired = await self.expire(approval, after)
+        except RotorError as e:
+            raise errors.RotorFailed("expire it", str(e)) from None
+        if expired:
+            raise errors.Expired(duration_text(after))
+        current = await self.approvals.get(approval.id)
+        if current is not None and current.status != Status.PENDING:
+            raise errors.AlreadyDecided(current)
+        raise errors.ClaimHeld(current.claimed_by if current else None)
+
+    def _overdue(self, approval: Approval) -> timedelta | None:
+        """The queue's expire_after if the approval has waited past it, else None."""
+        after = self.policy.expire_after(approval.queue_name)
+        expires = approval.expires_at
+        if after is None or expires is None:
+            return None
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)  # SQLite's
+        return after if expires <= utcnow() else None
 
     async def _decided_elsewhere(self, approval: Approval, user: str) -> None:
         """Rotor answered 409: record its real state; always raises."""

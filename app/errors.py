@@ -11,6 +11,7 @@ who clicked.
      ├── AlreadyVoted        the person approved already; the quorum waits for others
      ├── AlreadyDecided      the approval is no longer pending here
      ├── ClaimHeld           someone else's click is deciding it right now
+     ├── Expired             it waited past its queue's expire_after: rejected as expired now
      ├── RotorFailed         Rotor failed the decision; the claim was released
      ├── DecidedElsewhere    Rotor answered 409: decided outside Slack (recorded)
      ├── StillPending        Rotor answered 409 but still lists it pending
@@ -80,6 +81,12 @@ class ClaimHeld(DecisionRefused):
     def __init__(self, claimed_by: str | None) -> None:
         super().__init__(claimed_by)
         self.claimed_by = claimed_by
+
+
+class Expired(DecisionRefused):
+    def __init__(self, after: str) -> None:
+        super().__init__(after)
+        self.after = after  # as the policy writes it: 6h
 
 
 class RotorFailed(DecisionRefused):

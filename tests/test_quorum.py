@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -270,3 +271,21 @@ def test_a_final_vote_that_meets_another_decision_leaves_nothing_stuck(service, 
     slack.click(DAVE, message, "approve")
     wait_until(lambda: rotor.status(approval["id"]) == "approved", what="approved")
     assert [c for c in rotor.decision_calls if c[1] == "approved"] == [(approval["id"], "approved")]
+
+
+def test_a_click_past_the_expiry_expires_it_instead_of_deciding(start_service, slack, rotor):
+    # The sweep runs once an hour here: only the click itself can see the expiry.
+    policy = make_policy(check_every="1h", queues=EXPIRING.replace('"6s"', '"2s"'))
+    start_service(policy)
+    approval = rotor.enqueue("batch", {"owner": "nobody"})
+    message = posted(slack, approval["id"])
+    time.sleep(2.5)
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: notices(slack, CAROL), what="Carol told")
+    assert notices(slack, CAROL) == [
+        "This approval expired: no decision within 2s, so it was rejected as expired. "
+        "Nothing else was decided."
+    ]
+    assert rotor.decision_calls == [(approval["id"], "rejected")]
+    assert rotor.approvals[approval["id"]]["reason"] == "Expired: no decision within 2s"
+    assert "*Expired*" in outcome(decided(slack, approval["id"]))

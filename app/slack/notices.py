@@ -39,6 +39,11 @@ def notice(error: Exception) -> str | None:
             return "This approval is expiring right now: it waited longer than its queue allows."
         case errors.ClaimHeld(claimed_by=user):
             return f"<@{user}> is deciding this approval right now."
+        case errors.Expired(after=after):
+            return (
+                f"This approval expired: no decision within {escape(after)}, so it was rejected "
+                "as expired. Nothing else was decided."
+            )
         case errors.RotorFailed(verb=verb, detail=detail):
             return f"Could not {verb}: {escape(detail)}. Nothing was decided; try again."
         case errors.DecidedElsewhere(status=status):
