@@ -248,6 +248,21 @@ class Settings(BaseSettings):
             raise ValueError("must be a bot token starting with xoxb-")
         return v
 
+    @field_validator("slack_signing_secret")
+    @classmethod
+    def _signing_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        # Empty, every request from Slack would fail its signature check (500s, not one line).
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is empty: copy the Signing Secret from the app's Basic Information")
+        return v
+
+    @field_validator("rotor_api_key")
+    @classmethod
+    def _rotor_api_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is empty: create a workspace API key (rt_ws_…) in Rotor")
+        return v
+
     @field_validator("slack_app_token")
     @classmethod
     def _app_token(cls, v: SecretStr | None) -> SecretStr | None:

@@ -141,6 +141,9 @@ def test_settings_from_environment(monkeypatch):
         # The second of two (rotation) is broken: it is named by its place, never shown.
         ("ROTOR_WEBHOOK_SECRET", "plain whsec_YW", "ROTOR_WEBHOOK_SECRET: secret 2 starts with"),
         ("ROTOR_WEBHOOK_SECRET", "   ", "ROTOR_WEBHOOK_SECRET: is empty"),
+        ("SLACK_SIGNING_SECRET", "", "SLACK_SIGNING_SECRET: is empty: copy the Signing Secret"),
+        ("SLACK_SIGNING_SECRET", "  ", "SLACK_SIGNING_SECRET: is empty: copy the Signing Secret"),
+        ("ROTOR_API_KEY", "", "ROTOR_API_KEY: is empty: create a workspace API key"),
         ("DATABASE_URL", "mysql://x", "DATABASE_URL: must start with"),
         ("DATABASE_URL", "sqlite+aiosqlite:///:memory:", "DATABASE_URL: must name an SQLite file"),
         ("DATABASE_URL", "sqlite+aiosqlite:///", "DATABASE_URL: must name an SQLite file"),
@@ -160,7 +163,8 @@ def test_bad_settings_name_the_variable(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message) as error:
         load_settings()
-    assert value not in str(error.value) or name == "DATABASE_URL"
+    # The value is never shown (an empty one cannot be).
+    assert not value.strip() or value not in str(error.value) or name == "DATABASE_URL"
     assert "\n" not in str(error.value)
 
 
