@@ -14,6 +14,7 @@ FIELDS = [
     "queue",
     "job_id",
     "outcome",
+    "decided_in",
     "decided_by",
     "approvers",
     "reason",
@@ -24,11 +25,18 @@ FIELDS = [
 
 
 def outcome(approval: Approval) -> str:
+    """Did the job run: `approved` (it ran), `rejected` or `expired` (it did not)."""
     if approval.expired:
         return "expired"
-    if approval.decided_by is None:
-        return "outside_slack"
     return "approved" if approval.status == Status.APPROVED else "rejected"
+
+
+def decided_in(approval: Approval) -> str:
+    """Where: `slack` (a person here), `outside_slack` (Rotor's CLI, API or timeout policy),
+    or `expiry` (this service's expire_after)."""
+    if approval.expired:
+        return "expiry"
+    return "slack" if approval.decided_by else "outside_slack"
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -44,6 +52,7 @@ def row(approval: Approval, votes: list[tuple[str, datetime]]) -> dict:
         "queue": approval.queue_name,
         "job_id": approval.job_id,
         "outcome": outcome(approval),
+        "decided_in": decided_in(approval),
         "decided_by": approval.decided_by,
         "approvers": [{"user": user, "at": _time(at)} for user, at in votes],
         "reason": approval.reason,

@@ -224,6 +224,7 @@ def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, r
         (quick["id"], "approved"),
         (stale["id"], "expired"),
     ]
+    assert [r["decided_in"] for r in rows] == ["slack", "expiry"]
     assert rows[0]["decided_by"] == CAROL and rows[0]["requester"] == MALLORY
     assert rows[1]["reason"] == "Expired: no decision within 6s"
     table = list(csv.DictReader(io.StringIO(audit("csv"))))
@@ -289,3 +290,28 @@ def test_a_click_past_the_expiry_expires_it_instead_of_deciding(start_service, s
     assert rotor.decision_calls == [(approval["id"], "rejected")]
     assert rotor.approvals[approval["id"]]["reason"] == "Expired: no decision within 2s"
     assert "*Expired*" in outcome(decided(slack, approval["id"]))
+
+
+def test_the_audit_says_whether_a_job_decided_outside_slack_ran(service, slack, rotor, tmp_path):
+    ran = rotor.enqueue("ops", {"n": 1})
+    stopped = rotor.enqueue("ops", {"n": 2})
+    posted(slack, ran["id"]), posted(slack, stopped["id"])
+    rotor.decide_outside(ran["id"], "approved")
+    rotor.decide_outside(stopped["id"], "rejected", "Auto-rejected: timeout policy")
+    decided(slack, ran["id"]), decided(slack, stopped["id"])
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "audit", "--since", "1h"],
+        env=service.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    rows = {r["approval_id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert (rows[ran["id"]]["outcome"], rows[ran["id"]]["decided_in"]) == (
+        "approved",
+        "outside_slack",
+    )
+    assert rows[stopped["id"]]["outcome"] == "rejected"
+    assert rows[stopped["id"]]["decided_in"] == "outside_slack"
+    assert rows[stopped["id"]]["reason"] == "Auto-rejected: timeout policy"
