@@ -15,7 +15,13 @@ from app.config import QueuePolicy
 from app.db.models import Approval, Status
 from app.sandbox.slack_objects import MODAL_BLOCKS_MAX, validate_blocks
 from app.slack.blocks import templates
-from app.slack.blocks.approval import Message, approval_message, escalation_text, reminder_text
+from app.slack.blocks.approval import (
+    Message,
+    Quorum,
+    approval_message,
+    escalation_text,
+    reminder_text,
+)
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
 from app.slack.blocks.modals import payload_modal
 from app.slack.blocks.text import (
@@ -270,6 +276,25 @@ def test_reminder_mentions_users_and_groups():
 def test_reminder_on_a_queue_without_approvers_says_anyone_can_decide():
     text = reminder_text(make({}), None, NOW)
     assert "Anyone in this channel can decide" in text and "Approvers" not in text
+
+
+def test_quorum_reminders_and_escalations_name_who_may_still_vote_and_the_progress():
+    quorum = Quorum(2, ["U0CAROL"])
+    text = reminder_text(make({}), ["U0CAROL", "U0DAVE", "S0FINANCE"], NOW, quorum=quorum)
+    assert text.startswith("<@U0DAVE> <!subteam^S0FINANCE>: ")  # not Carol, who approved
+    assert "1 of 2 approvals so far. Please decide." in text and "U0CAROL" not in text
+    anyone = reminder_text(make({}), None, NOW, quorum=quorum)
+    assert "1 of 2 approvals so far. Anyone in this channel who has not approved it" in anyone
+    escalation = escalation_text(
+        make({}, reminders_sent=3), None, NOW, None, ["U0CAROL", "U0DAVE"], quorum
+    )
+    assert "Nobody has decided" not in escalation
+    assert "still needs 1 more approval after 3 reminders" in escalation
+    assert "1 of 2 approvals so far." in escalation
+    assert escalation.endswith("Who can decide: <@U0DAVE>")
+    assert "U0CAROL" not in escalation
+    nobody = escalation_text(make({}, reminders_sent=3), None, NOW, None, ["U0DAVE"], Quorum(2))
+    assert "Nobody has decided" in nobody and nobody.endswith("Who can decide: <@U0DAVE>")
 
 
 # --- Per-queue templates (title, fields, link, mask) -------------------------------------------

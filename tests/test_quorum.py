@@ -315,3 +315,15 @@ def test_the_audit_says_whether_a_job_decided_outside_slack_ran(service, slack, 
     assert rows[stopped["id"]]["outcome"] == "rejected"
     assert rows[stopped["id"]]["decided_in"] == "outside_slack"
     assert rows[stopped["id"]]["reason"] == "Auto-rejected: timeout policy"
+
+
+def test_a_quorum_reminder_skips_who_approved_and_says_the_progress(start_service, slack, rotor):
+    slack.usergroups = {"S0FINANCE": [DAVE, ERIN]}
+    start_service(make_policy(after="2s", every="1h", check_every="200ms", queues=QUORUM))
+    approval = rotor.enqueue("payments", {"amount": 3})
+    message = posted(slack, approval["id"])
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: "1 of 2" in block_text(slack.find(approval["id"])[0], "quorum"))
+    (reminder,) = wait_until(lambda: slack.replies(message), 15, "the reminder")
+    assert reminder.text.startswith("<!subteam^S0FINANCE>: ")
+    assert CAROL not in reminder.text and "1 of 2 approvals so far." in reminder.text

@@ -235,15 +235,18 @@ class Outbox(Worker):
             log.info("requester not resolved from %s", path, extra={"approval_id": approval.id})
         return requester
 
-    async def _render(self, approval: Approval, channel: str) -> blocks.Message:
-        routed = self.policy.channel_for(approval.queue_name)
+    async def _quorum(self, approval: Approval) -> blocks.Quorum:
         required = self.policy.required_approvals(approval.queue_name)
         voters = await self.votes.voters(approval.id) if required > 1 else []
+        return blocks.Quorum(required, voters)
+
+    async def _render(self, approval: Approval, channel: str) -> blocks.Message:
+        routed = self.policy.channel_for(approval.queue_name)
         return blocks.approval_message(
             approval,
             meant_for=routed if channel != routed else None,
             queue=self.policy.queue(approval.queue_name),
-            quorum=blocks.Quorum(required, voters),
+            quorum=await self._quorum(approval),
         )
 
     def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
@@ -284,15 +287,20 @@ class Outbox(Worker):
         if approval.status != Status.PENDING:
             return  # decided since it was queued
         approvers = self.policy.approvers_for(approval.queue_name)
+        text = blocks.reminder_text(
+            approval,
+            approvers,
+            utcnow(),
+            self.policy.queue(approval.queue_name),
+            await self._quorum(approval),
+        )
         await self._paced(
             task,
             approval.channel,
             self.slack.chat_postMessage,
             channel=approval.channel,
             thread_ts=approval.ts,
-            text=blocks.reminder_text(
-                approval, approvers, utcnow(), self.policy.queue(approval.queue_name)
-            ),
+            text=text,
         )
 
     async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
@@ -303,6 +311,8 @@ class Outbox(Worker):
             await self._permalink(approval),
             utcnow(),
             self.policy.queue(approval.queue_name),
+            self.policy.approvers_for(approval.queue_name),
+            await self._quorum(approval),
         )
         await self._paced(
             task, task.lane, self.slack.chat_postMessage, channel=task.lane, text=text

@@ -263,27 +263,55 @@ def requester_text(
     )
 
 
+def still_to_vote(approvers: list[str] | None, quorum: Quorum) -> list[str]:
+    """Who may still approve: the approvers but those who have (a group cannot be split)."""
+    return [a for a in approvers or [] if a not in quorum.voters]
+
+
+def so_far(quorum: Quorum) -> str:
+    """The progress of a quorum in words that ping nobody: ` 1 of 2 approvals so far.`"""
+    if quorum.required < 2:
+        return ""
+    return f" {len(quorum.voters)} of {quorum.required} approvals so far."
+
+
 def reminder_text(
     approval: Approval,
     approvers: list[str] | None,
     now: datetime,
     queue: QueuePolicy | None = None,
+    quorum: Quorum = Quorum(),
 ) -> str:
     what = escape(no_links(title_of(approval, queue)))
     waiting = f"*{what}* has been waiting {age(approval.created_at, now)}"
+    progress = so_far(quorum)
     if not approvers:
-        return f"{waiting}. Anyone in this channel can decide it."
-    who = " ".join(mention(a) for a in approvers)
-    return f"{who}: {waiting}. Please decide."
+        yet = " who has not approved it" if quorum.voters else ""
+        return f"{waiting}.{progress} Anyone in this channel{yet} can decide it."
+    who = " ".join(mention(a) for a in still_to_vote(approvers, quorum))
+    return f"{who}: {waiting}.{progress} Please decide."
 
 
 def escalation_text(
-    approval: Approval, permalink: str | None, now: datetime, queue: QueuePolicy | None = None
+    approval: Approval,
+    permalink: str | None,
+    now: datetime,
+    queue: QueuePolicy | None = None,
+    approvers: list[str] | None = None,
+    quorum: Quorum = Quorum(),
 ) -> str:
     what = escape(no_links(title_of(approval, queue))).replace("|", "¦")
     where = f"<{permalink}|{what}>" if permalink else f"*{what}* ({code(approval.id)})"
-    return (
-        f":rotating_light: Nobody has decided {where} on "
-        f"{code(approval.queue_name)} after {approval.reminders_sent} reminders "
-        f"({age(approval.created_at, now)} waiting)."
-    )
+    after = f"after {approval.reminders_sent} reminders ({age(approval.created_at, now)} waiting)"
+    if quorum.voters:
+        needed = f"{quorum.required - len(quorum.voters)} more approval"
+        text = f":rotating_light: {where} on {code(approval.queue_name)} still needs {needed}"
+        text += "s" if quorum.required - len(quorum.voters) > 1 else ""
+        text += f" {after}.{so_far(quorum)}"
+    else:
+        text = (
+            f":rotating_light: Nobody has decided {where} on {code(approval.queue_name)} {after}."
+        )
+    if who := " ".join(mention(a) for a in still_to_vote(approvers, quorum)):
+        text += f" Who can decide: {who}"
+    return text
