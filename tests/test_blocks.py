@@ -21,6 +21,7 @@ from app.slack.blocks.approval import (
     approval_message,
     escalation_text,
     reminder_text,
+    requester_text,
 )
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
 from app.slack.blocks.modals import payload_modal
@@ -559,3 +560,16 @@ def test_pending_list_items_show_the_quorum_s_progress():
     item = ListItem("apv_" + "a" * 32, "payments", "job_1", "pending", {}, NOW, voters=("U0CAROL",))
     (section, _) = approvals_list([item], ListQuery(), None, NOW, 0, policy)[1:3]
     assert "*1 of 2 approvals:* <@U0CAROL>" in section.to_dict()["text"]["text"]
+
+
+def test_the_requester_s_dm_carries_no_payload_text():
+    approval = make(
+        {"amount": "<!channel> click https://evil.example", "requestedBy": "U0X"},
+        status=Status.REJECTED,
+        decided_by="U0CAROL",
+        decided_at=NOW,
+        reason="no",
+    )
+    text = requester_text(approval, [], "https://slack.example/archives/C1/p1")
+    assert "evil" not in text and "channel" not in text
+    assert text.startswith("Your request, job `job_1` on `payments` (<https://slack.example/")

@@ -203,7 +203,8 @@ def test_the_home_tab_decides_links_and_the_clock_expires(page):
     expect(page.locator("#approvals .status-rejected")).to_have_count(1)
     page.select_option("#user", "U0VISITOR")
     page.click('[data-channel="D0VISITOR"]')
-    expect(timeline).to_contain_text("Your request Pay 48500 EUR to Acme GmbH", timeout=10_000)
+    expect(timeline).to_contain_text("Your request, job job_", timeout=10_000)
+    expect(timeline).to_contain_text("on payments (the approval)")
 
 
 def _enqueue(url: str, count: int, queue: str = "outreach") -> None:

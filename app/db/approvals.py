@@ -156,7 +156,7 @@ class Approvals:
             approval.next_reminder_at = None
             lane = f"update:{approval.channel or ''}"
             s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
-            if approval.requester:  # told how it ended, in a DM
+            if approval.requester and approval.requester != decided_by:  # told in a DM
                 s.add(
                     OutboxTask(
                         approval_id=approval_id, kind=TaskKind.NOTIFY, lane=approval.requester

@@ -335,10 +335,7 @@ class Outbox(Worker):
     async def _notify(self, task: OutboxTask, approval: Approval) -> None:
         """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
         link = await self._permalink(approval)
-        required = self.policy.required_approvals(approval.queue_name)
-        voters = await self.votes.voters(approval.id) if required > 1 else []
-        queue = self.policy.queue(approval.queue_name)
-        text = blocks.requester_text(approval, voters, link, queue)
+        text = blocks.requester_text(approval, (await self._quorum(approval)).voters, link)
         await self._paced(
             task, task.lane, self.slack.chat_postMessage, channel=task.lane, text=text
         )

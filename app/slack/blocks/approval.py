@@ -252,15 +252,12 @@ def decision_buttons(approval_id: str, queue_name: str, required: int = 1) -> li
     ]
 
 
-def requester_text(
-    approval: Approval, voters: list[str], permalink: str | None, queue: QueuePolicy | None = None
-) -> str:
-    """The DM that tells the requester how their approval ended."""
-    what = escape(no_links(title_of(approval, queue)))
+def requester_text(approval: Approval, voters: list[str], permalink: str | None) -> str:
+    """The DM that tells the requester how their approval ended, in the service's own words:
+    whoever enqueues a job chooses its payload, and so whom it DMs; no payload text goes along."""
     where = f" (<{permalink}|the approval>)" if permalink else ""
-    return f"Your request *{what}* (job {code(approval.job_id)}){where}:\n" + outcome_line(
-        approval, voters
-    )
+    job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
+    return f"Your request, {job}{where}:\n" + outcome_line(approval, voters)
 
 
 def still_to_vote(approvers: list[str] | None, quorum: Quorum) -> list[str]:
