@@ -106,7 +106,11 @@ class Decider:
 
     async def may_decide(self, user: str, queue_name: str) -> bool:
         """Whether `user` may decide (and so see) approvals on `queue_name`."""
-        return await self.approvers.allowed(user, self.policy.approvers_for(queue_name))
+        approvers, channel = (
+            self.policy.approvers_for(queue_name),
+            self.policy.channel_for(queue_name),
+        )
+        return await self.approvers.allowed(user, approvers, channel)
 
     async def vet(self, approval_id: str, user: str, verb: str) -> Approval:
         """The approval, if `user` may `verb` it now; else raises why not."""
@@ -115,7 +119,8 @@ class Decider:
             metrics.DECISIONS.labels(outcome="forbidden").inc()
             log.info("refused: not an approver", extra={"approval_id": approval_id, "user": user})
             approvers = self.policy.approvers_for(approval.queue_name) or []
-            raise errors.NotAnApprover(approval.queue_name, verb, approvers)
+            channel = self.policy.channel_for(approval.queue_name)
+            raise errors.NotAnApprover(approval.queue_name, verb, approvers, channel)
         if approval.status != Status.PENDING:
             raise errors.AlreadyDecided(approval)
         return approval

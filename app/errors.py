@@ -55,10 +55,17 @@ class RotorUnreachable(DecisionRefused):
 
 
 class NotAnApprover(DecisionRefused):
-    def __init__(self, queue_name: str, verb: str, approvers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        queue_name: str,
+        verb: str,
+        approvers: list[str] | None = None,
+        channel: str | None = None,
+    ) -> None:
         super().__init__(queue_name, verb)
         self.queue_name, self.verb = queue_name, verb
         self.approvers = approvers or []  # user and user-group ids who may decide
+        self.channel = channel  # with no approvers: its members decide
 
 
 class OwnRequest(DecisionRefused):

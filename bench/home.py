@@ -36,6 +36,7 @@ def main() -> None:
     people = [f"U0B{i:04d}" for i in range(args.people)]
     empty_database(args.database)
     with stack([CHANNEL], policy, args.database) as (slack, rotor, service):
+        slack.members = {CHANNEL: people}  # the queues have no approvers: the channel decides
         for i in range(args.pending):
             rotor.enqueue(f"q{i % 5}", {"i": i, "note": "x" * 100})
         while len(slack.channel_messages(CHANNEL)) < args.pending:

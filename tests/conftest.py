@@ -25,6 +25,8 @@ if os.environ.get("CI"):
 
 CHANNELS = ["C0APPROVALS", "C0FINANCE", "C0ESCALATE", "C0OPS"]
 CAROL, DAVE, MALLORY = "U0CAROL", "U0DAVE", "U0MALLORY"  # Dave approves via the S0FINANCE group
+EVERYONE = (CAROL, DAVE, MALLORY, "U0ERIN", "U0VISITOR", "U0REQ", "U0X", "U0NEW", "U0FIRST")
+EVERYONE += tuple(f"U0A{n}" for n in range(1, 7))
 PAYMENTS = """
 [[queues]]
 name = "payments"
@@ -108,6 +110,8 @@ def slack(keys):
         burst=5,
     )
     fake.usergroups = {"S0FINANCE": [DAVE]}
+    # Everyone the tests act as is in every channel; a test narrows a channel to see who may not.
+    fake.members = {channel: list(EVERYONE) for channel in CHANNELS}
     server = ThreadServer(fake.app)
     fake.base_url = server.url
     yield fake

@@ -320,3 +320,31 @@ def test_signed_requests_only(service, slack):
         },
     )
     assert response.status_code == 401
+
+
+def test_a_queue_without_approvers_belongs_to_its_channel_s_members(start_service, slack, rotor):
+    # The queue is not in the policy, so it posts to the default channel, and belongs to its
+    # 1,500 members: more than one page of conversations.members.
+    slack.members["C0APPROVALS"] = [f"U{n:08d}" for n in range(1499)] + [CAROL]
+    service = start_service()
+    approval = rotor.enqueue("ops", {"n": 1})
+    message = posted(slack, approval["id"])
+    # Mallory is in the workspace, not in that channel: she may not decide, list or see it.
+    slack.click(MALLORY, message, "approve")
+    wait_until(lambda: notices(slack, MALLORY), what="the refusal")
+    assert notices(slack, MALLORY) == [
+        "You are not an approver for `ops`, so you cannot approve this job. "
+        "Who can decide: the members of <#C0APPROVALS>."
+    ]
+    slack.slash(MALLORY, "C0APPROVALS", "ops")
+    listed = wait_until(lambda: len(slack.ephemerals_for(MALLORY)) == 2, what="the list")
+    assert listed and approval["id"] not in str(slack.ephemerals_for(MALLORY)[-1].blocks)
+    slack.open_home(MALLORY)
+    tab = wait_until(lambda: slack.homes.get(MALLORY), what="Mallory's tab")
+    assert approval["id"] not in str(tab.blocks)
+    # A member of the channel decides it.
+    slack.click(CAROL, message, "approve")
+    wait_until(lambda: rotor.status(approval["id"]) == "approved")
+    assert rotor.decision_calls == [(approval["id"], "approved")]
+    assert slack.count("conversations.members") >= 2  # paged
+    assert 'outcome="forbidden"' in service.get("/metrics").text

@@ -36,6 +36,7 @@ SCOPES = {
     "conversations.open": {"im:write"},
     "conversations.info": {"channels:read", "groups:read"},
     "usergroups.users.list": {"usergroups:read"},
+    "conversations.members": {"channels:read", "groups:read"},
     "users.info": {"users:read"},
     # Slack grants users:read.email only together with users:read.
     "users.lookupByEmail": {"users:read", "users:read.email"},

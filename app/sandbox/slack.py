@@ -66,6 +66,9 @@ class FakeSlack(PeopleInSlack):
         self.posts_per_second, self.burst = posts_per_second, burst
         self.absent_from: set[str] = set()  # channels the bot was not invited to
         self.usergroups: dict[str, list[str]] = {}
+        # Channel members; a channel not listed has everyone in it who has acted so far.
+        self.members: dict[str, list[str]] = {}
+        self.people_seen: set[str] = set()
         self.emails: dict[str, str] = {}  # email -> user id, for users.lookupByEmail
         self.app_url = ""  # the service's /slack/events, set once it runs
         self.base_url = ""  # ours, set once we run
@@ -300,6 +303,23 @@ class FakeSlack(PeopleInSlack):
             raise SlackError("no_such_subteam")
         return {"users": list(self.usergroups[group])}
 
+    def api_conversations_members(self, args: dict) -> dict:
+        """Members a page at a time (`limit` up to 1000, then `response_metadata.next_cursor`)."""
+        channel = self._channel(args)
+        with self._lock:
+            everyone = sorted(self.members.get(channel, self.people_seen))
+        try:
+            limit = min(int(args.get("limit") or 100), 1000)
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            raise SlackError("invalid_cursor") from None
+        page = everyone[start : start + limit]
+        more = start + limit < len(everyone)
+        return {
+            "members": page,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     def api_views_open(self, args: dict) -> dict:
         trigger = args.get("trigger_id")
         issued = self._triggers.pop(trigger, None)
@@ -362,6 +382,7 @@ class FakeSlack(PeopleInSlack):
         return f"{self.base_url}/response/{key}"
 
     def _new_trigger(self, user: str) -> str:
+        self.people_seen.add(user)
         trigger = f"{next(self._ids)}.{secrets.token_hex(6)}"
         self._triggers[trigger] = (time.monotonic(), user)
         return trigger

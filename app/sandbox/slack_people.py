@@ -68,6 +68,7 @@ class PeopleInSlack:
     def open_home(self, user: str, app_url: str | None = None) -> httpx.Response:
         """`user` opens the app's Home tab: Slack sends app_home_opened (to `app_url`)."""
         with self._lock:
+            self.people_seen.add(user)
             shown = self.homes.get(user)
         event = {
             "type": "app_home_opened",

@@ -126,6 +126,8 @@ def _message(slack: FakeSlack, message: Message) -> dict:
 
 def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: list[str]):
     users = people(policy, slack)
+    # Everyone on the page is in every channel (queues without approvers belong to a channel).
+    slack.members = {c: [u["id"] for u in users] for c in channels}
     names = directory(users, slack)
     page = files("app.sandbox").joinpath("workspace.html").read_text()
 

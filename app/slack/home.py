@@ -96,7 +96,10 @@ class HomeTabs:
         snapshot = snapshot or await self._snapshot()
         queues = {w.queue_name for w in snapshot.waiting}
         allowed = {
-            q: await self.approvers.allowed(user, self.policy.approvers_for(q)) for q in queues
+            q: await self.approvers.allowed(
+                user, self.policy.approvers_for(q), self.policy.channel_for(q)
+            )
+            for q in queues
         }
         return [
             w

@@ -22,8 +22,9 @@ def notice(error: Exception) -> str | None:
             return f"Rotor does not know approval `{escape(approval_id)}`."
         case errors.RotorUnreachable(detail=detail):
             return f"Could not reach Rotor ({escape(detail)}). Nothing changed."
-        case errors.NotAnApprover(queue_name=queue, verb=verb, approvers=approvers):
-            who = " ".join(mention(a) for a in approvers[:20]) or "its approvers"
+        case errors.NotAnApprover(queue_name=queue, verb=verb, approvers=approvers, channel=ch):
+            who = " ".join(mention(a) for a in approvers[:20])
+            who = who or (f"the members of <#{ch}>" if ch else "its approvers")
             return (
                 f"You are not an approver for {code(queue)}, so you cannot {verb} this job. "
                 f"Who can decide: {who}."

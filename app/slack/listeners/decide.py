@@ -134,7 +134,8 @@ async def view_payload(
     # Privacy: the whole payload only for those who may decide the queue.
     if not await decider.may_decide(body["user"]["id"], approval.queue_name):
         approvers = decider.policy.approvers_for(approval.queue_name) or []
-        who = " ".join(mention(a) for a in approvers[:20])
+        channel = decider.policy.channel_for(approval.queue_name)
+        who = " ".join(mention(a) for a in approvers[:20]) or f"the members of <#{channel}>"
         await tell(
             context["response_url"],
             f"Only the approvers of {code(approval.queue_name)} can see the full payload: {who}.",
