@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -228,6 +229,12 @@ class Policy(_Strict):
         return queue.approvers if queue else None
 
 
+_WHERE_FROM = {
+    "slack_signing_secret": "copy the Signing Secret from the app's Basic Information",
+    "rotor_api_key": "create a workspace API key (rt_ws_…) in Rotor",
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -248,19 +255,12 @@ class Settings(BaseSettings):
             raise ValueError("must be a bot token starting with xoxb-")
         return v
 
-    @field_validator("slack_signing_secret")
+    @field_validator("slack_signing_secret", "rotor_api_key")
     @classmethod
-    def _signing_secret(cls, v: SecretStr | None) -> SecretStr | None:
-        # Empty, every request from Slack would fail its signature check (500s, not one line).
+    def _not_empty(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # An empty signing secret fails every request from Slack (500s, not one line).
         if v is not None and not v.get_secret_value().strip():
-            raise ValueError("is empty: copy the Signing Secret from the app's Basic Information")
-        return v
-
-    @field_validator("rotor_api_key")
-    @classmethod
-    def _rotor_api_key(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not v.get_secret_value().strip():
-            raise ValueError("is empty: create a workspace API key (rt_ws_…) in Rotor")
+            raise ValueError(f"is empty: {_WHERE_FROM[info.field_name]}")
         return v
 
     @field_validator("slack_app_token")

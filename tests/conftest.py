@@ -26,7 +26,7 @@ if os.environ.get("CI"):
 CHANNELS = ["C0APPROVALS", "C0FINANCE", "C0ESCALATE", "C0OPS"]
 CAROL, DAVE, MALLORY = "U0CAROL", "U0DAVE", "U0MALLORY"  # Dave approves via the S0FINANCE group
 EVERYONE = (CAROL, DAVE, MALLORY, "U0ERIN", "U0VISITOR", "U0REQ", "U0X", "U0NEW", "U0FIRST")
-EVERYONE += tuple(f"U0A{n}" for n in range(1, 7))
+EVERYONE += tuple(f"U0A{n}" for n in range(1, 7)) + tuple(f"U0CLICK{n}" for n in range(6))
 PAYMENTS = """
 [[queues]]
 name = "payments"

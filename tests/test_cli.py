@@ -242,18 +242,22 @@ def test_libpq_sslmode_is_understood(env, tmp_path):
     ]
 
 
-def test_sandbox_on_a_busy_port_suggests_another(tmp_path):
+@pytest.mark.parametrize("command", ["sandbox", "serve"])
+def test_a_busy_port_is_one_line_before_anything_starts(env, tmp_path, command):
+    if command == "serve":
+        assert run("migrate", env=env, cwd=tmp_path).returncode == 0
     taken = bind(0)
     port = taken.getsockname()[1]
     try:
-        result = run("sandbox", "--port", str(port), cwd=tmp_path)
+        result = run(command, "--port", str(port), env=env, cwd=tmp_path)
     finally:
         taken.close()
     assert result.returncode == 2
     assert problems(result) == [
         f"--port: port {port} is in use on 127.0.0.1: "
-        f"choose another, e.g. rotor-slack sandbox --port {port + 1}"
+        f"choose another, e.g. rotor-slack {command} --port {port + 1}"
     ]
+    assert result.stdout == ""  # no worker started, nothing to shut down
 
 
 def test_sandbox_refuses_what_serve_refuses_in_one_line(tmp_path):
@@ -280,22 +284,6 @@ def test_sandbox_refuses_what_serve_refuses_in_one_line(tmp_path):
         result = run("sandbox", *args, cwd=tmp_path)
         assert result.returncode == 2
         assert problems(result) == [line]
-
-
-def test_serve_on_a_busy_port_is_one_line_before_anything_starts(env, tmp_path):
-    assert run("migrate", env=env, cwd=tmp_path).returncode == 0
-    taken = bind(0)
-    port = taken.getsockname()[1]
-    try:
-        result = run("serve", "--port", str(port), env=env, cwd=tmp_path)
-    finally:
-        taken.close()
-    assert result.returncode == 2
-    assert problems(result) == [
-        f"--port: port {port} is in use on 127.0.0.1: "
-        f"choose another, e.g. rotor-slack serve --port {port + 1}"
-    ]
-    assert result.stdout == ""  # no worker started, nothing to shut down
 
 
 def sandbox(tmp_path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
