@@ -192,6 +192,10 @@ def test_the_home_tab_decides_links_and_the_clock_expires(page):
     page.select_option("#user", label="Dev")
     expect(timeline).to_contain_text("1 of 2 approvals")
     page.screenshot(path=str(ARTIFACTS / "home.png"))
+    # An hour on, the tab is the same, but its ages are not frozen.
+    expect(timeline).to_contain_text("requested just now")
+    page.click("#ff")
+    expect(timeline).to_contain_text("requested 1 hour ago")
     page.click('.home [data-action^="open_link:"]')
     expect(page.locator("#channel-title")).to_have_text("# finance")
     expect(timeline).to_contain_text("1 of 2 approvals: @Carol")
