@@ -106,11 +106,8 @@ class Decider:
 
     async def may_decide(self, user: str, queue_name: str) -> bool:
         """Whether `user` may decide (and so see) approvals on `queue_name`."""
-        approvers, channel = (
-            self.policy.approvers_for(queue_name),
-            self.policy.channel_for(queue_name),
-        )
-        return await self.approvers.allowed(user, approvers, channel)
+        approvers = self.policy.approvers_for(queue_name)
+        return await self.approvers.allowed(user, approvers, self.policy.channel_for(queue_name))
 
     async def vet(self, approval_id: str, user: str, verb: str) -> Approval:
         """The approval, if `user` may `verb` it now; else raises why not."""

@@ -573,3 +573,16 @@ def test_the_requester_s_dm_carries_no_payload_text():
     text = requester_text(approval, [], "https://slack.example/archives/C1/p1")
     assert "evil" not in text and "channel" not in text
     assert text.startswith("Your request, job `job_1` on `payments` (<https://slack.example/")
+
+
+def test_a_list_page_carried_on_an_item_s_buttons_round_trips_and_refuses_odd_values():
+    from app.slack.ids import ListPage
+
+    page = ListPage(status="approved", queue="payments", cursor="apv_x", page=2)
+    block_id = page.on_item("apv_" + "a" * 32)
+    assert block_id.startswith("decide-apv_") and ListPage.of_item(block_id) == page
+    assert ListPage.of_item("decide-apv_x") is None  # nothing carried
+    assert ListPage.of_item('decide-apv_x {"s": "../v1/queues"}') is None  # not a status
+    assert ListPage.of_item('decide-apv_x {"s": "pending", "z": 1}') is None
+    long = ListPage(status="pending", queue="q" * 300)
+    assert long.on_item("apv_" + "a" * 32) == "decide-apv_" + "a" * 32  # over 255: not carried

@@ -259,9 +259,10 @@ class FakeRotor:
 
     async def _reject(self, request: Request) -> Response:
         try:
-            reason = (json.loads(await request.body() or b"{}")).get("reason")
+            body = json.loads(await request.body() or b"{}")
         except ValueError:
             return error(400, "INVALID_REQUEST", "body must be JSON")
+        reason = body.get("reason") if isinstance(body, dict) else None
         if not isinstance(reason, str) or not reason.strip():
             return error(400, "INVALID_REQUEST", "a reason is required")
         return await self._decision(request, REJECTED, reason)

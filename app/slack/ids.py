@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.db.models import Status
 from app.rotor import APPROVAL_ID_PATTERN
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
@@ -67,7 +68,7 @@ class ListPage(_Carried):
     """A page of `/approvals`: the "More" button's value (the next page), and on each item's
     buttons the page they are on, so a decision there can show the page again, decided."""
 
-    status: str = Field(alias="s")
+    status: Status = Field(alias="s")  # only a status we list goes back to Rotor
     queue: str | None = Field(default=None, alias="q")
     cursor: str | None = Field(default=None, alias="c")
     page: int = Field(default=0, alias="p", ge=0)

@@ -300,15 +300,13 @@ def escalation_text(
     what = escape(no_links(title_of(approval, queue))).replace("|", "¦")
     where = f"<{permalink}|{what}>" if permalink else f"*{what}* ({code(approval.id)})"
     after = f"after {approval.reminders_sent} reminders ({age(approval.created_at, now)} waiting)"
-    if quorum.voters:
-        needed = f"{quorum.required - len(quorum.voters)} more approval"
-        text = f":rotating_light: {where} on {code(approval.queue_name)} still needs {needed}"
-        text += "s" if quorum.required - len(quorum.voters) > 1 else ""
-        text += f" {after}.{so_far(quorum)}"
+    on = f"{where} on {code(approval.queue_name)}"
+    more = quorum.required - len(quorum.voters)
+    if quorum.voters and more > 0:
+        needs = f"{more} more approval{'s' if more > 1 else ''}"
+        text = f":rotating_light: {on} still needs {needs} {after}.{so_far(quorum)}"
     else:
-        text = (
-            f":rotating_light: Nobody has decided {where} on {code(approval.queue_name)} {after}."
-        )
+        text = f":rotating_light: Nobody has decided {on} {after}."
     if who := " ".join(mention(a) for a in still_to_vote(approvers, quorum)):
         text += f" Who can decide: {who}"
     return text
