@@ -379,3 +379,20 @@ def test_people_links_unread_channels_time_order_and_a_stopped_sandbox(page, san
     # Ctrl-C: the page says the sandbox stopped instead of looking alive.
     sandbox_process[1].send_signal(signal.SIGINT)
     expect(page.locator("#banner")).to_contain_text("The sandbox has stopped")
+
+
+def test_a_guest_in_no_channel_is_told_who_decides_a_queue_without_approvers(page):
+    expect = playwright.expect
+    page.wait_for_selector("#user option", state="attached")
+    page.select_option("#user", "U0GUEST")
+    expect(page.locator("#role")).to_contain_text("in no channel: decides nothing")
+    page.get_by_role("button", name="AI outreach email").click()  # a queue with no approvers
+    page.click("#enqueue")
+    page.click('#channels [data-channel="C0APPROVALS"]')
+    page.click('.msg [data-action^="approve:"]')
+    if page.locator("#confirm").count():
+        page.click("#confirm button.primary")
+    expect(page.locator(".msg.ephemeral")).to_contain_text(
+        "Who can decide: the members of #approvals"
+    )
+    expect(page.locator("#approvals .status-pending")).to_have_count(1)

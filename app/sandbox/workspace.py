@@ -27,6 +27,7 @@ from app.sandbox.slack import FakeSlack
 from app.sandbox.slack_objects import Ephemeral, HomeTab, Message, dm_channel
 
 VISITOR = "U0VISITOR"
+GUEST = "U0GUEST"
 
 EXAMPLES = {
     "AI outreach email": (
@@ -92,8 +93,13 @@ def people(policy: Policy, slack: FakeSlack) -> list[dict]:
         for user, e in found.items()
     ]
     guarded = [q.name for q in policy.queues if q.approvers is not None]
-    role = f"not an approver of {', '.join(guarded)}" if guarded else "anyone may approve"
-    return [*users, {"id": VISITOR, "name": "Visitor", "role": role}]
+    role = f"not an approver of {', '.join(guarded)}" if guarded else "no approver"
+    return [
+        *users,
+        {"id": VISITOR, "name": "Visitor", "role": f"{role}; in every channel"},
+        # Queues without approvers belong to their channel: a guest in none may decide none.
+        {"id": GUEST, "name": "Guest", "role": "in no channel: decides nothing"},
+    ]
 
 
 def person_name(user_id: str) -> str:
@@ -126,8 +132,8 @@ def _message(slack: FakeSlack, message: Message) -> dict:
 
 def workspace_app(slack: FakeSlack, rotor: FakeRotor, policy: Policy, channels: list[str]):
     users = people(policy, slack)
-    # Everyone on the page is in every channel (queues without approvers belong to a channel).
-    slack.members = {c: [u["id"] for u in users] for c in channels}
+    # Everyone on the page but the guest is in every channel.
+    slack.members = {c: [u["id"] for u in users if u["id"] != GUEST] for c in channels}
     names = directory(users, slack)
     page = files("app.sandbox").joinpath("workspace.html").read_text()
 
