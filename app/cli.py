@@ -325,7 +325,7 @@ def retry_failed() -> None:
     async def retry() -> int:
         store = Store(settings.database_url)
         try:
-            return await store.outbox.retry_failed(policy.channel_for)
+            return await store.outbox.retry_failed(lambda queue: policy.rules_for(queue).channel)
         finally:
             await store.close()
 

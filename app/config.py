@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -21,8 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app import signing
-from app.slack.blocks import templates
+from app import signing, templates
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")  # libpq's
@@ -182,12 +182,33 @@ class QueuePolicy(_Strict):
         return [templates.check_path(p) for p in v]
 
 
+class QueueRules(_Strict):
+    """How one approval is handled: its queue's keys with every default applied. Blocks,
+    decisions and workers read only this, never the policy file's raw keys."""
+
+    queue: str
+    channel: str | None = None  # the queue's channel, else slack.default_channel
+    approvers: tuple[str, ...] | None = None  # None: the channel's members decide
+    required_approvals: int = 1
+    requester: str | None = None
+    expire_after: timedelta | None = None
+    title: str | None = None
+    fields: tuple[str, ...] = ()
+    link: str | None = None
+    mask: tuple[str, ...] = ()
+
+    @property
+    def templated(self) -> bool:
+        return bool(self.title or self.fields or self.link)
+
+
 class Policy(_Strict):
     slack: SlackPolicy = SlackPolicy()
     reminders: ReminderPolicy = ReminderPolicy()
     sync: SyncPolicy = SyncPolicy()
     rotor: RotorPolicy = RotorPolicy()
     queues: list[QueuePolicy] = []
+    _rules: dict[str, QueueRules] = PrivateAttr(default_factory=dict)
 
     @field_validator("queues")
     @classmethod
@@ -207,26 +228,20 @@ class Policy(_Strict):
     def queue(self, name: str) -> QueuePolicy | None:
         return next((q for q in self.queues if q.name == name), None)
 
-    def channel_for(self, queue_name: str) -> str | None:
-        queue = self.queue(queue_name)
-        return (queue and queue.channel) or self.slack.default_channel
+    def rules_for(self, queue_name: str) -> QueueRules:
+        """How an approval on `queue_name` is handled, every default applied."""
+        rules = self._rules.get(queue_name)
+        if rules is None:
+            rules = self._rules[""].model_copy(update={"queue": queue_name})
+        return rules
 
-    def required_approvals(self, queue_name: str) -> int:
-        queue = self.queue(queue_name)
-        return queue.required_approvals if queue else 1
-
-    def expire_after(self, queue_name: str) -> timedelta | None:
-        queue = self.queue(queue_name)
-        return queue.expire_after if queue else None
-
-    def requester_path(self, queue_name: str) -> str | None:
-        queue = self.queue(queue_name)
-        return queue.requester if queue else None
-
-    def approvers_for(self, queue_name: str) -> list[str] | None:
-        """None means anyone who can see the message may decide."""
-        queue = self.queue(queue_name)
-        return queue.approvers if queue else None
+    def model_post_init(self, _context: object) -> None:
+        # Resolved once: every click, render and sweep reads these and never the raw keys.
+        self._rules[""] = QueueRules(queue="", channel=self.slack.default_channel)
+        for queue in self.queues:
+            keys = queue.model_dump(include=set(QueueRules.model_fields) - {"queue", "channel"})
+            channel = queue.channel or self.slack.default_channel
+            self._rules[queue.name] = QueueRules(queue=queue.name, channel=channel, **keys)
 
 
 _WHERE_FROM = {

@@ -16,7 +16,7 @@ from datetime import UTC, timedelta
 from functools import partial
 
 from app import errors, metrics
-from app.config import Policy
+from app.config import Policy, QueueRules
 from app.db import Store
 from app.db.models import Approval, Status, utcnow
 from app.intake import Intake, from_rotor
@@ -104,39 +104,43 @@ class Decider:
             approval = await self.approvals.get(approval_id)
         return approval
 
-    async def may_decide(self, user: str, queue_name: str) -> bool:
-        """Whether `user` may decide (and so see) approvals on `queue_name`."""
-        approvers = self.policy.approvers_for(queue_name)
-        return await self.approvers.allowed(user, approvers, self.policy.channel_for(queue_name))
+    def rules(self, approval: Approval) -> QueueRules:
+        return self.policy.rules_for(approval.queue_name)
+
+    async def may_decide(self, user: str, rules: QueueRules) -> bool:
+        """Whether `user` may decide (and so see) approvals under `rules`."""
+        return await self.approvers.allowed(user, rules.approvers, rules.channel)
 
     async def vet(self, approval_id: str, user: str, verb: str) -> Approval:
         """The approval, if `user` may `verb` it now; else raises why not."""
         approval = await self.load(approval_id)
-        if not await self.may_decide(user, approval.queue_name):
+        rules = self.rules(approval)
+        if not await self.may_decide(user, rules):
             metrics.DECISIONS.labels(outcome="forbidden").inc()
             log.info("refused: not an approver", extra={"approval_id": approval_id, "user": user})
-            approvers = self.policy.approvers_for(approval.queue_name) or []
-            channel = self.policy.channel_for(approval.queue_name)
-            raise errors.NotAnApprover(approval.queue_name, verb, approvers, channel)
+            approvers = list(rules.approvers or ())
+            raise errors.NotAnApprover(approval.queue_name, verb, approvers, rules.channel)
         if approval.status != Status.PENDING:
             raise errors.AlreadyDecided(approval)
         return approval
 
     async def decide(
-        self, approval_id: str, user: str, status: str, reason: str | None = None
-    ) -> None:
-        """Decide in Rotor and record it; raises `errors.DecisionRefused` when it did not."""
+        self, approval_id: str, user: str, status: Status, reason: str | None = None
+    ) -> Approval:
+        """Decide in Rotor and record it; raises `errors.DecisionRefused` when it did not.
+        Returns the approval as it now stands: decided, or pending with this vote counted."""
         with self.in_flight.track():
-            await self._decide(approval_id, user, status, reason)
+            return await self._decide(approval_id, user, status, reason)
 
     async def requester(self, approval: Approval) -> str | None:
         """Who asked for the job: resolved when it was posted, or now if it was not."""
         if approval.requester:
             return approval.requester
-        path = self.policy.requester_path(approval.queue_name)
-        return await self.requesters.resolve(approval.payload, path)
+        return await self.requesters.resolve(approval.payload, self.rules(approval).requester)
 
-    async def _decide(self, approval_id: str, user: str, status: str, reason: str | None) -> None:
+    async def _decide(
+        self, approval_id: str, user: str, status: Status, reason: str | None
+    ) -> Approval:
         extra = {"approval_id": approval_id, "user": user}
         verb = verb_for(status)
         approval = await self.vet(approval_id, user, verb)
@@ -148,7 +152,7 @@ class Decider:
             if await self.requester(approval) == user:
                 metrics.DECISIONS.labels(outcome="forbidden").inc()
                 raise errors.OwnRequest()
-            required = self.policy.required_approvals(approval.queue_name)
+            required = self.rules(approval).required_approvals
             if required > 1:
                 voters = await self.votes.cast(approval_id, user, required)
                 if voters is None:  # voted before: waiting, unless the quorum is met undecided
@@ -158,7 +162,7 @@ class Decider:
                 log.info("vote %d of %d", len(voters), required, extra=extra)
                 if len(voters) < required:
                     self._wake()  # the message shows the progress
-                    return
+                    return approval
                 voted = True
         if not await self.approvals.claim_decision(approval_id, user, CLAIM_HOLD):
             current = await self.approvals.get(approval_id)
@@ -169,7 +173,7 @@ class Decider:
                 # and counts again once the decision under way has ended.
                 await self.votes.withdraw(approval_id, user)
                 self._wake()
-            raise errors.ClaimHeld(current.claimed_by)
+            raise errors.ClaimHeld(current.claimed_by, current.claimed_by == EXPIRY)
         try:
             if status == Status.APPROVED:
                 await self.rotor.approve(approval_id)
@@ -187,7 +191,7 @@ class Decider:
             raise errors.RotorFailed(verb, str(e)) from None
         metrics.DECISIONS.labels(outcome=status).inc()
         log.info("decided: %s", status, extra=extra)
-        await self._record(approval, status, user, reason)
+        return await self._record(approval, status, user, reason)
 
     async def _expire_now(self, approval: Approval, after: timedelta) -> None:
         """Expire it instead of deciding it; always raises why nothing else was decided."""
@@ -200,11 +204,12 @@ class Decider:
         current = await self.approvals.get(approval.id)
         if current is not None and current.status != Status.PENDING:
             raise errors.AlreadyDecided(current)
-        raise errors.ClaimHeld(current.claimed_by if current else None)
+        holder = current.claimed_by if current else None
+        raise errors.ClaimHeld(holder, holder == EXPIRY)
 
     def _overdue(self, approval: Approval) -> timedelta | None:
         """The queue's expire_after if the approval has waited past it, else None."""
-        after = self.policy.expire_after(approval.queue_name)
+        after = self.rules(approval).expire_after
         expires = approval.expires_at
         if after is None or expires is None:
             return None
@@ -227,13 +232,19 @@ class Decider:
         raise errors.DecidedElsewhere(real.status)
 
     async def _record(
-        self, approval: Approval, status: str, user: str | None, reason, expired: bool = False
-    ) -> None:
+        self,
+        approval: Approval,
+        status: Status,
+        user: str | None,
+        reason: str | None,
+        expired: bool = False,
+    ) -> Approval:
         """Record what Rotor decided; if the database is down, keep trying in the background
-        until it answers (Rotor has decided: the message must follow without waiting for sync)."""
+        until it answers (Rotor has decided: the message must follow without waiting for sync).
+        Returns the approval as recorded (as it was, if something recorded it first)."""
         record = partial(self.approvals.record_decision, approval.id, status, user, reason, expired)
         try:
-            await record()
+            decided = await record()
         except errors.DatabaseUnavailable:
             task = asyncio.create_task(self._record_later(approval.id, record))
             self._recording.add(task)  # a strong reference until it is done
@@ -241,6 +252,8 @@ class Decider:
             raise errors.RecordingDelayed(verb_for(status)) from None
         metrics.observe_decision(approval, "expired" if expired else status)
         self._wake()
+        # None: recorded already (by a decision event, say): what is stored is the truth.
+        return decided or await self.approvals.get(approval.id) or approval
 
     async def _record_later(self, approval_id: str, record: Callable[[], Awaitable]) -> None:
         extra = {"approval_id": approval_id}

@@ -1,5 +1,5 @@
-"""The domain's errors. They carry data, not text; `app.slack.notices` says each to the person
-who clicked.
+"""The domain's errors. They carry data, not text; `app.interactions.notices` says each to the
+person who clicked.
 
     DatabaseUnavailable      the database cannot be reached or cannot write (raised by app.db)
     RecordingDelayed         Rotor decided, the database will record it once it answers
@@ -85,9 +85,10 @@ class AlreadyDecided(DecisionRefused):
 
 
 class ClaimHeld(DecisionRefused):
-    def __init__(self, claimed_by: str | None) -> None:
+    def __init__(self, claimed_by: str | None, expiring: bool = False) -> None:
         super().__init__(claimed_by)
         self.claimed_by = claimed_by
+        self.expiring = expiring  # the holder is the expiry sweep, not a person
 
 
 class Expired(DecisionRefused):

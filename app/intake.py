@@ -47,11 +47,10 @@ class Intake:
 
     async def accept(self, approval: Approval) -> bool:
         """Record a new approval with its post task; False when it is known already."""
-        channel = self._policy.channel_for(approval.queue_name)
-        expire_after = self._policy.expire_after(approval.queue_name)
-        if expire_after and approval.status == Status.PENDING:
-            approval.expires_at = approval.created_at + expire_after
-        if not await self._approvals.record(approval, channel):
+        rules = self._policy.rules_for(approval.queue_name)
+        if rules.expire_after and approval.status == Status.PENDING:
+            approval.expires_at = approval.created_at + rules.expire_after
+        if not await self._approvals.record(approval, rules.channel):
             return False
         self._wake()
         return True

@@ -24,13 +24,13 @@ from app.db.models import utcnow
 from app.decisions import Decider
 from app.errors import DatabaseUnavailable
 from app.intake import Intake, OutsideDecisions
+from app.interactions.app import build_bolt_app
+from app.interactions.listeners import Services
+from app.interactions.socket_mode import SocketMode
 from app.rotor import RotorClient
-from app.slack.app import build_bolt_app
 from app.slack.approvers import ApproverCheck
 from app.slack.home import HomeTabs
-from app.slack.listeners import Services
 from app.slack.requesters import Requesters
-from app.slack.socket_mode import SocketMode
 from app.webhooks import MAX_BODY, webhook_endpoint
 from app.workers.home import HomeRefresh
 from app.workers.outbox import Outbox

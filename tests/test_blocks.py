@@ -11,8 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import errors
-from app.config import QueuePolicy
+from app.config import QueueRules
 from app.db.models import Approval, Status
+from app.interactions.commands import (
+    HELP,
+    ListQuery,
+    looks_like_status,
+    parse_list_command,
+    unknown_word,
+)
+from app.interactions.notices import notice
 from app.sandbox.slack_objects import MODAL_BLOCKS_MAX, validate_blocks
 from app.slack.blocks import templates
 from app.slack.blocks.approval import (
@@ -35,17 +43,16 @@ from app.slack.blocks.text import (
     pretty_payload,
     preview,
 )
-from app.slack.commands import (
-    HELP,
-    ListQuery,
-    looks_like_status,
-    parse_list_command,
-    unknown_word,
-)
-from app.slack.notices import notice
 from tests.conftest import LIVE, mrkdwn_texts
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+PLAIN = QueueRules(queue="payments")  # a queue the policy file says nothing about
+
+
+def rules(*approvers: str) -> QueueRules:
+    return QueueRules(queue="payments", approvers=approvers)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
@@ -80,10 +87,10 @@ def assert_safe(message: Message, ours: str = "") -> None:
 @given(payload=json_values, queue=st.text(min_size=1, max_size=600), job=st.text(min_size=1))
 def test_any_payload_renders_valid_block_kit_with_nothing_live(payload, queue, job):
     approval = make(payload, queue, job)
-    assert_safe(approval_message(approval))
+    assert_safe(approval_message(approval, PLAIN))
     approval.status, approval.decided_by, approval.decided_at = Status.REJECTED, "U0CAROL", NOW
     approval.reason = job
-    assert_safe(approval_message(approval), ours="<@U0CAROL>")
+    assert_safe(approval_message(approval, PLAIN), ours="<@U0CAROL>")
     modal = payload_modal(approval).to_dict()
     validate_blocks(modal["blocks"], modal=True)
 
@@ -168,7 +175,7 @@ def test_preview_keeps_non_ascii_and_cuts_only_beyond_the_limit():
 
 
 def test_long_payload_is_cut_with_a_view_button():
-    message = approval_message(make({"blob": "x" * 10_000}))
+    message = approval_message(make({"blob": "x" * 10_000}), PLAIN)
     text, cut = preview({"blob": "x" * 10_000})
     assert cut and len(text) == PREVIEW_CHARS
     actions = [
@@ -185,7 +192,7 @@ def test_long_payload_is_cut_with_a_view_button():
 
 
 def test_short_payload_has_no_view_button():
-    rendered = approval_message(make({"a": 1})).blocks_json()
+    rendered = approval_message(make({"a": 1}), PLAIN).blocks_json()
     ids = [
         e["action_id"].split(":")[0]
         for b in rendered
@@ -197,7 +204,7 @@ def test_short_payload_has_no_view_button():
 
 def test_decided_message_keeps_the_preview_block_and_drops_the_buttons():
     approval = make({"a": 1}, status=Status.APPROVED, decided_by=None, decided_at=NOW)
-    rendered = approval_message(approval).blocks_json()
+    rendered = approval_message(approval, PLAIN).blocks_json()
     assert [b["block_id"] for b in rendered] == ["title", "facts", "preview", "outcome"]
     assert "Approved* outside Slack" in rendered[-1]["text"]["text"]
 
@@ -269,39 +276,39 @@ def test_ago_never_says_just_now_ago():
 
 
 def test_reminder_mentions_users_and_groups():
-    text = reminder_text(make({}), ["U0CAROL", "S0FINANCE"], NOW)
+    text = reminder_text(make({}), rules("U0CAROL", "S0FINANCE"), NOW)
     assert text.startswith("<@U0CAROL> <!subteam^S0FINANCE>: ")
     assert "2 h" in text
 
 
 def test_reminder_on_a_queue_without_approvers_says_anyone_can_decide():
-    text = reminder_text(make({}), None, NOW)
+    text = reminder_text(make({}), PLAIN, NOW)
     assert "Anyone in this channel can decide" in text and "Approvers" not in text
 
 
 def test_quorum_reminders_and_escalations_name_who_may_still_vote_and_the_progress():
     quorum = Quorum(2, ["U0CAROL"])
-    text = reminder_text(make({}), ["U0CAROL", "U0DAVE", "S0FINANCE"], NOW, quorum=quorum)
+    text = reminder_text(make({}), rules("U0CAROL", "U0DAVE", "S0FINANCE"), NOW, quorum)
     assert text.startswith("<@U0DAVE> <!subteam^S0FINANCE>: ")  # not Carol, who approved
     assert "1 of 2 approvals so far. Please decide." in text and "U0CAROL" not in text
-    anyone = reminder_text(make({}), None, NOW, quorum=quorum)
+    anyone = reminder_text(make({}), PLAIN, NOW, quorum)
     assert "1 of 2 approvals so far. Anyone in this channel who has not approved it" in anyone
     escalation = escalation_text(
-        make({}, reminders_sent=3), None, NOW, None, ["U0CAROL", "U0DAVE"], quorum
+        make({}, reminders_sent=3), rules("U0CAROL", "U0DAVE"), None, NOW, quorum
     )
     assert "Nobody has decided" not in escalation
     assert "still needs 1 more approval after 3 reminders" in escalation
     assert "1 of 2 approvals so far." in escalation
     assert escalation.endswith("Who can decide: <@U0DAVE>")
     assert "U0CAROL" not in escalation
-    nobody = escalation_text(make({}, reminders_sent=3), None, NOW, None, ["U0DAVE"], Quorum(2))
+    nobody = escalation_text(make({}, reminders_sent=3), rules("U0DAVE"), None, NOW, Quorum(2))
     assert "Nobody has decided" in nobody and nobody.endswith("Who can decide: <@U0DAVE>")
 
 
 # --- Per-queue templates (title, fields, link, mask) -------------------------------------------
 
-PAY = QueuePolicy(
-    name="payments",
+PAY = QueueRules(
+    queue="payments",
     title="Pay {amount} {currency} to {beneficiary.name}",
     fields=["amount", "beneficiary.name", "reference"],
     link="https://rotor.example.com/jobs/{job_id}?q={queue}",
@@ -319,7 +326,7 @@ def block(message: Message, block_id: str) -> dict:
 
 
 def test_title_fields_link_and_mask_render():
-    message = approval_message(make(PAYMENT, job="j/1?x#y"), queue=PAY)
+    message = approval_message(make(PAYMENT, job="j/1?x#y"), PAY)
     assert block(message, "title")["text"]["text"] == "Pay 120.5 EUR to Ann <@U1> *Lee*"
     summary = [f["text"] for f in block(message, "summary")["fields"]]
     assert summary == [
@@ -335,13 +342,13 @@ def test_title_fields_link_and_mask_render():
     assert message.text == "Pay 120.5 EUR to Ann &lt;@U1&gt; *Lee* (job j/1?x#y)"
     assert_safe(message)
     # Without a title: the header stays as it was.
-    plain = approval_message(make(PAYMENT))
+    plain = approval_message(make(PAYMENT), PLAIN)
     assert block(plain, "title")["text"]["text"] == "Approval needed: payments"
 
 
 def test_header_is_clipped_to_150_and_fields_to_ten():
-    queue = QueuePolicy(name="q", title="{a}{a}", fields=[f"f{i}" for i in range(10)])
-    message = approval_message(make({"a": "x" * 500}), queue=queue)
+    queue = QueueRules(queue="q", title="{a}{a}", fields=[f"f{i}" for i in range(10)])
+    message = approval_message(make({"a": "x" * 500}), queue)
     assert len(block(message, "title")["text"]["text"]) == 150
     assert len(block(message, "summary")["fields"]) == 10
     assert templates.label("beneficiary.account_holder") == "Beneficiary account holder"
@@ -393,17 +400,17 @@ keyed_values = st.recursive(
 def test_any_payload_and_template_render_valid_block_kit_with_nothing_live(
     payload, title, fields, queue, job
 ):
-    policy = QueuePolicy(
-        name="q", title=title, fields=fields, link="https://r.example/{job_id}/{b}"
+    policy = QueueRules(
+        queue="q", title=title, fields=fields, link="https://r.example/{job_id}/{b}"
     )
     approval = make(payload, queue, job)
-    message = approval_message(approval, queue=policy)
+    message = approval_message(approval, policy)
     assert_safe(message)
     # The fallback carries no link (a job id of "://" is only text, escaped like the rest).
     assert "https://r.example" not in message.text
     for status in (Status.APPROVED, Status.REJECTED):
         approval.status, approval.decided_by, approval.decided_at = status, None, NOW
-        assert_safe(approval_message(approval, queue=policy))
+        assert_safe(approval_message(approval, policy))
     for b in message.blocks_json():
         if b["type"] == "actions":
             for e in b["elements"]:
@@ -413,7 +420,7 @@ def test_any_payload_and_template_render_valid_block_kit_with_nothing_live(
     validate_blocks(listed)
     for text in mrkdwn_texts(listed):
         assert not LIVE.search(text)
-    for text in (reminder_text(approval, None, NOW, policy), escalation_text(approval, None, NOW)):
+    for text in (reminder_text(approval, policy, NOW), escalation_text(approval, PLAIN, None, NOW)):
         assert not LIVE.search(text)
 
 
@@ -423,7 +430,7 @@ NASTY = "a`b *c* _d_ ~e~\nfake line\u202eevil\u200bx\u2028y"
 
 
 def test_job_ids_and_queue_names_stay_in_their_code_spans():
-    message = approval_message(make({}, queue=NASTY, job=NASTY))
+    message = approval_message(make({}, queue=NASTY, job=NASTY), PLAIN)
     facts = [f["text"] for f in block(message, "facts")["fields"]]
     for field in facts[:2]:
         label, value = field.split("\n")  # no faked line
@@ -434,8 +441,8 @@ def test_job_ids_and_queue_names_stay_in_their_code_spans():
 
 
 def test_fallback_text_carries_no_payload_url():
-    queue = QueuePolicy(name="q", title="See {u} now")
-    message = approval_message(make({"u": "https://evil.example/x www.evil.example"}), queue=queue)
+    queue = QueueRules(queue="q", title="See {u} now")
+    message = approval_message(make({"u": "https://evil.example/x www.evil.example"}), queue)
     assert "evil" not in message.text and "://" not in message.text
 
 
@@ -508,14 +515,14 @@ def test_a_non_approver_is_told_who_can_decide():
 
 
 def test_a_title_none_of_whose_paths_resolve_falls_back_to_the_default():
-    queue = QueuePolicy(name="payments", title="Pay {amount} {currency} to {beneficiary.name}")
+    queue = QueueRules(queue="payments", title="Pay {amount} {currency} to {beneficiary.name}")
 
     def header(approval, queue) -> str:
-        return approval_message(approval, queue=queue).blocks_json()[0]["text"]["text"]
+        return approval_message(approval, queue).blocks_json()[0]["text"]["text"]
 
     assert header(make({"note": "x"}), queue) == "Approval needed: payments"  # not "Pay ? ? to ?"
     assert header(make({"amount": 5}), queue) == "Pay 5 ? to ?"  # one found: the template holds
-    reserved = QueuePolicy(name="payments", title="Job {job_id}")
+    reserved = QueueRules(queue="payments", title="Job {job_id}")
     assert header(make({}), reserved) == "Job job_1"
 
 
@@ -527,7 +534,7 @@ def test_an_expired_approval_says_why_once():
         decided_at=NOW,
         reason="Expired: no decision within 6h",
     )
-    blocks = approval_message(approval).blocks_json()
+    blocks = approval_message(approval, PLAIN).blocks_json()
     block = next(b for b in blocks if b.get("block_id") == "outcome")
     text = block["text"]["text"]
     assert text.startswith(":hourglass: *Expired* (no decision within 6h) on <!date^")
@@ -558,7 +565,7 @@ def test_pending_list_items_show_the_quorum_s_progress():
 
     policy = parse_policy("[[queues]]\nname = 'payments'\nrequired_approvals = 2")
     item = ListItem("apv_" + "a" * 32, "payments", "job_1", "pending", {}, NOW, voters=("U0CAROL",))
-    (section, _) = approvals_list([item], ListQuery(), None, NOW, 0, policy)[1:3]
+    (section, _) = approvals_list([item], ListQuery(), None, NOW, 0, policy.rules_for)[1:3]
     assert "*1 of 2 approvals:* <@U0CAROL>" in section.to_dict()["text"]["text"]
 
 

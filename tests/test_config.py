@@ -80,10 +80,10 @@ def test_bad_durations(text):
 
 def test_the_documented_policy_parses():
     policy = parse_policy(FULL)
-    assert policy.channel_for("payments") == "C0FINANCE"
-    assert policy.channel_for("other") == "C0APPROVALS"
-    assert policy.approvers_for("payments") == ["S0FINANCE", "U0CAROL"]
-    assert policy.approvers_for("other") is None
+    assert policy.rules_for("payments").channel == "C0FINANCE"
+    assert policy.rules_for("other").channel == "C0APPROVALS"
+    assert policy.rules_for("payments").approvers == ("S0FINANCE", "U0CAROL")
+    assert policy.rules_for("other").approvers is None
     assert policy.reminders.every == timedelta(hours=4)
     assert policy.sync.every == timedelta(minutes=5)
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.config import parse_policy
+from app.config import QueueRules
 from app.db.approvals import Waiting
 from app.db.models import Approval
 from app.sandbox.slack_objects import Fault, check_view
-from app.slack.blocks.approval import Quorum
 from app.slack.blocks.home import VIEW_BLOCKS_MAX, Shown, fit, home_view
+from app.slack.blocks.parts import Quorum
 from tests.conftest import CAROL, DAVE, MALLORY, make_policy, posted, stored, wait_until
 from tests.test_decisions import decided
 
@@ -44,6 +44,9 @@ approvers = ["U0CAROL"]
 def service(start_service, slack):
     slack.usergroups = {"S0FINANCE": [DAVE, ERIN]}
     return start_service(make_policy(queues=QUEUES))
+
+
+PLAIN = QueueRules(queue="payments")
 
 
 def texts(blocks) -> str:
@@ -190,7 +193,6 @@ def test_open_tabs_follow_new_approvals_paced_and_never_for_nothing(service, sla
 
 
 def test_hundreds_waiting_stay_within_the_block_limit_and_valid():
-    policy = parse_policy(make_policy(queues=QUEUES), source="test")
     start = datetime(2026, 11, 1, tzinfo=UTC)
     waiting = [
         Waiting(f"apv_{n:032x}", queue, start + timedelta(minutes=n), None, channel, f"1.{n}")
@@ -212,7 +214,7 @@ def test_hundreds_waiting_stay_within_the_block_limit_and_valid():
         for w in waiting
     }
     view = home_view(
-        layout, lambda i: Shown(approvals[i], Quorum(2, [DAVE]), "https://x/y"), policy, "note"
+        layout, lambda i: Shown(approvals[i], PLAIN, Quorum(2, [DAVE]), "https://x/y"), "note"
     ).to_dict()
     check_view(view, "home")  # Slack's rules, as the stand-in enforces them
     assert len(view["blocks"]) <= VIEW_BLOCKS_MAX
@@ -227,7 +229,7 @@ def test_hundreds_waiting_stay_within_the_block_limit_and_valid():
     # More queues than room even for a line each: the rest are counted together.
     many = [Waiting(f"apv_{n:032x}", f"q{n}", start, None, "C1", "1.1") for n in range(60)]
     layout = fit(many)
-    view = home_view(layout, lambda i: None, policy).to_dict()
+    view = home_view(layout, lambda i: None).to_dict()
     check_view(view, "home")
     assert "more in other queues" in texts(view["blocks"])
     assert sum(len(g.shown) + g.more for g in layout.groups) + layout.other_queues == 60

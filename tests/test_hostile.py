@@ -8,10 +8,10 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from app.interactions.respond import ResponseUrls
 from app.sandbox.stack import ThreadServer
 from app.slack.blocks.text import DEEP, pretty_payload
 from app.slack.ids import approval_of
-from app.slack.respond import ResponseUrls
 from tests.conftest import CAROL, MALLORY, make_policy, posted, preview_text, wait_until
 from tests.test_webhooks import send
 

@@ -139,13 +139,13 @@ class Approvals:
         decided_by: str | None,
         reason: str | None = None,
         expired: bool = False,
-    ) -> bool:
+    ) -> Approval | None:
         """Mark a pending approval decided and queue the message update (and the requester's
-        DM). False if it was not pending."""
+        DM); the decided approval, or None if it was not pending."""
         async with self._db.session() as s:
             approval = await s.get(Approval, approval_id, with_for_update=True)
             if approval is None or approval.status != Status.PENDING:
-                return False
+                return None
             approval.status = status
             approval.decided_by = decided_by
             approval.decided_at = utcnow()
@@ -162,7 +162,7 @@ class Approvals:
                         approval_id=approval_id, kind=TaskKind.NOTIFY, lane=approval.requester
                     )
                 )
-            return True
+            return approval
 
     # --- reminders and expiry --------------------------------------------------------------
 

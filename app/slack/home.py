@@ -23,8 +23,8 @@ from app.db.approvals import Waiting
 from app.db.models import Approval, utcnow
 from app.errors import DatabaseUnavailable
 from app.slack.approvers import ApproverCheck
-from app.slack.blocks.approval import Quorum
 from app.slack.blocks.home import Layout, Shown, fit, home_view, notice_view
+from app.slack.blocks.parts import Quorum
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +95,10 @@ class HomeTabs:
         approved already (in a quorum), oldest first."""
         snapshot = snapshot or await self._snapshot()
         queues = {w.queue_name for w in snapshot.waiting}
-        allowed = {
-            q: await self.approvers.allowed(
-                user, self.policy.approvers_for(q), self.policy.channel_for(q)
-            )
-            for q in queues
-        }
+        allowed = {}
+        for queue in queues:
+            rules = self.policy.rules_for(queue)
+            allowed[queue] = await self.approvers.allowed(user, rules.approvers, rules.channel)
         return [
             w
             for w in snapshot.waiting
@@ -111,7 +109,8 @@ class HomeTabs:
 
     async def _snapshot(self) -> Snapshot:
         waiting = await self.store.approvals.waiting(WAITING_MAX)
-        quorum = [w.id for w in waiting if self.policy.required_approvals(w.queue_name) > 1]
+        rules_for = self.policy.rules_for
+        quorum = [w.id for w in waiting if rules_for(w.queue_name).required_approvals > 1]
         votes = await self.store.votes.of(quorum)
         return Snapshot(waiting, {i: [user for user, _ in v] for i, v in votes.items()})
 
@@ -151,11 +150,11 @@ class HomeTabs:
             approval = snapshot.approvals.get(approval_id)
             if approval is None:
                 return None
-            required = self.policy.required_approvals(approval.queue_name)
-            quorum = Quorum(required, snapshot.voters.get(approval_id, []))
-            return Shown(approval, quorum, _permalink(workspace, approval))
+            rules = self.policy.rules_for(approval.queue_name)
+            quorum = Quorum(rules.required_approvals, snapshot.voters.get(approval_id, []))
+            return Shown(approval, rules, quorum, _permalink(workspace, approval))
 
-        view = home_view(layout, item, self.policy, notice).to_dict()
+        view = home_view(layout, item, notice).to_dict()
         return view, hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
 
     async def _workspace(self) -> str | None:

@@ -1,5 +1,6 @@
 """What our Block Kit carries back to us: action and callback ids, button values and
-private_metadata as models, parsed once (in `slack.app`'s middleware) and never trusted blindly."""
+private_metadata as models. Whatever comes back is parsed by these models where it is read,
+and anything that does not parse is ignored: a forged value is never trusted."""
 
 from __future__ import annotations
 

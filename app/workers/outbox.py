@@ -229,23 +229,23 @@ class Outbox(Worker):
         return self._posted(approval, response["channel"], response["ts"])
 
     async def _resolve_requester(self, approval: Approval) -> str | None:
-        path = self.policy.requester_path(approval.queue_name)
+        path = self.policy.rules_for(approval.queue_name).requester
         requester = await self.requesters.resolve(approval.payload, path)
         if path and requester is None:
             log.info("requester not resolved from %s", path, extra={"approval_id": approval.id})
         return requester
 
     async def _quorum(self, approval: Approval) -> blocks.Quorum:
-        required = self.policy.required_approvals(approval.queue_name)
+        required = self.policy.rules_for(approval.queue_name).required_approvals
         voters = await self.votes.voters(approval.id) if required > 1 else []
         return blocks.Quorum(required, voters)
 
     async def _render(self, approval: Approval, channel: str) -> blocks.Message:
-        routed = self.policy.channel_for(approval.queue_name)
+        rules = self.policy.rules_for(approval.queue_name)
         return blocks.approval_message(
             approval,
-            meant_for=routed if channel != routed else None,
-            queue=self.policy.queue(approval.queue_name),
+            rules,
+            meant_for=rules.channel if channel != rules.channel else None,
             quorum=await self._quorum(approval),
         )
 
@@ -286,12 +286,10 @@ class Outbox(Worker):
     async def _remind(self, task: OutboxTask, approval: Approval) -> None:
         if approval.status != Status.PENDING:
             return  # decided since it was queued
-        approvers = self.policy.approvers_for(approval.queue_name)
         text = blocks.reminder_text(
             approval,
-            approvers,
+            self.policy.rules_for(approval.queue_name),
             utcnow(),
-            self.policy.queue(approval.queue_name),
             await self._quorum(approval),
         )
         await self._paced(
@@ -308,10 +306,9 @@ class Outbox(Worker):
             return
         text = blocks.escalation_text(
             approval,
+            self.policy.rules_for(approval.queue_name),
             await self._permalink(approval),
             utcnow(),
-            self.policy.queue(approval.queue_name),
-            self.policy.approvers_for(approval.queue_name),
             await self._quorum(approval),
         )
         await self._paced(

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
-    ConfirmObject,
     ContextBlock,
     HeaderBlock,
     PlainTextObject,
     SectionBlock,
 )
 
+from app.config import QueueRules
 from app.db.models import Approval, Status
 from app.slack.blocks import templates
+from app.slack.blocks.parts import NO_VOTES, Quorum, decision_buttons, people
 from app.slack.blocks.text import (
     age,
     clip,
@@ -28,35 +28,13 @@ from app.slack.blocks.text import (
     escape,
     mention,
     mrkdwn,
-    one_line,
     one_line_clean,
     preview,
     slack_date,
 )
 from app.slack.ids import ActionId
 
-if TYPE_CHECKING:
-    from app.config import QueuePolicy
-    from app.slack.blocks.listing import ListItem
-
 _URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto:\S*")
-
-
-def people(users: list[str]) -> str:
-    """Slack user ids as mentions, in order."""
-    return ", ".join(f"<@{u}>" for u in users)
-
-
-@dataclass(frozen=True)
-class Quorum:
-    """How many distinct approvers a job needs, and who has approved so far, in order."""
-
-    required: int = 1
-    voters: list[str] = field(default_factory=list)
-
-    def progress(self) -> str:
-        who = people(self.voters) or "nobody yet"
-        return f"*{len(self.voters)} of {self.required} approvals:* {who}"
 
 
 @dataclass(frozen=True)
@@ -99,44 +77,27 @@ _TITLES = {
 }
 
 
-def facts_of(approval: Approval, queue: QueuePolicy | None) -> templates.Facts:
+def facts_of(approval: Approval, rules: QueueRules) -> templates.Facts:
     return templates.Facts.of(
-        approval.payload,
-        approval.job_id,
-        approval.id,
-        approval.queue_name,
-        queue.mask if queue else (),
+        approval.payload, approval.job_id, approval.id, approval.queue_name, rules.mask
     )
 
 
 def title_of(
     approval: Approval,
-    queue: QueuePolicy | None,
+    rules: QueueRules,
     prefix: str = "",
     facts: templates.Facts | None = None,
 ) -> str:
     """The queue's title for this approval (plain text), or `<prefix>: <queue>`."""
     default = f"{prefix or 'Approval needed'}: {approval.queue_name}"
-    template = queue.title if queue else None
+    template = rules.title
     if not template:
         return templates.title(None, None, default)
-    text = templates.title(template, facts or facts_of(approval, queue), default)
+    text = templates.title(template, facts or facts_of(approval, rules), default)
     if template and prefix and prefix != _TITLES[Status.PENDING]:
         text = clip(f"{prefix}: {text}", 150)
     return text
-
-
-def summary_line(approval: Approval | ListItem, queue: QueuePolicy | None) -> str:
-    """One escaped line: the queue's fields as `Label: value · …`, or else the masked payload."""
-    mask = queue.mask if queue else ()
-    if not (queue and queue.fields):
-        return escape(one_line(approval.payload, paths=mask))
-    facts = templates.Facts.of(
-        approval.payload, approval.job_id, approval.id, approval.queue_name, mask
-    )
-    return escape(
-        " · ".join(f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in queue.fields)
-    )
 
 
 def no_links(text: str) -> str:
@@ -150,28 +111,29 @@ def title_word(approval: Approval) -> str:
 
 def approval_message(
     approval: Approval,
+    rules: QueueRules,
     meant_for: str | None = None,
-    queue: QueuePolicy | None = None,
-    quorum: Quorum = Quorum(),
+    quorum: Quorum = NO_VOTES,
 ) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
-    `meant_for` names the queue's own channel when the message had to go elsewhere; `queue` is
-    the queue's policy (title, fields, link, mask).
+    `meant_for` names the queue's own channel when the message had to go elsewhere; `rules`
+    say how it is shown (title, fields, link, mask).
     """
-    templated = queue and (queue.title or queue.fields or queue.link)
-    facts = facts_of(approval, queue) if templated else None  # the masked payload
+    facts = facts_of(approval, rules) if rules.templated else None  # the masked payload
     if facts:
         text, cut = preview(facts.payload, masked=True)
     else:
-        text, cut = preview(approval.payload, paths=queue.mask if queue else ())
-    header = title_of(approval, queue, title_word(approval), facts)
+        text, cut = preview(approval.payload, paths=rules.mask)
+    header = title_of(approval, rules, title_word(approval), facts)
     blocks: list[Block] = [
         HeaderBlock(block_id="title", text=PlainTextObject(text=header)),
     ]
-    if queue and queue.fields and facts:
+    if rules.fields and facts:
         blocks.append(
-            SectionBlock(block_id="summary", fields=templates.field_objects(queue.fields, facts))
+            SectionBlock(
+                block_id="summary", fields=templates.field_objects(list(rules.fields), facts)
+            )
         )
     blocks += [
         SectionBlock(
@@ -196,7 +158,7 @@ def approval_message(
         note = f":warning: Posted here because the bot could not post in <#{meant_for}>."
         blocks.append(ContextBlock(block_id="misrouted", elements=[mrkdwn(note)]))
     buttons: list[ButtonElement] = []
-    if queue and queue.link and facts and (url := templates.link(queue.link, facts)):
+    if rules.link and facts and (url := templates.link(rules.link, facts)):
         buttons.append(
             ButtonElement(
                 text="Open in Rotor", action_id=ActionId.OPEN_LINK.on(approval.id), url=url
@@ -223,35 +185,6 @@ def approval_message(
     return Message(text=fallback, blocks=blocks)
 
 
-def decision_buttons(approval_id: str, queue_name: str, required: int = 1) -> list[ButtonElement]:
-    effect = (
-        f"The job on {queue_name} runs once {required} people have approved it."
-        if required > 1
-        else f"The job on {queue_name} will run."
-    )
-    confirm = ConfirmObject(
-        title="Approve this job?",
-        text=PlainTextObject(text=clip(effect, 300)),
-        confirm="Approve",
-        deny="Cancel",
-    )
-    return [
-        ButtonElement(
-            text="Approve",
-            action_id=ActionId.APPROVE.on(approval_id),
-            value=approval_id,
-            style="primary",
-            confirm=confirm,
-        ),
-        ButtonElement(
-            text="Reject",
-            action_id=ActionId.REJECT.on(approval_id),
-            value=approval_id,
-            style="danger",
-        ),
-    ]
-
-
 def requester_text(approval: Approval, voters: list[str], permalink: str | None) -> str:
     """The DM that tells the requester how their approval ended, in the service's own words:
     whoever enqueues a job chooses its payload, and so whom it DMs; no payload text goes along."""
@@ -260,7 +193,7 @@ def requester_text(approval: Approval, voters: list[str], permalink: str | None)
     return f"Your request, {job}{where}:\n" + outcome_line(approval, voters)
 
 
-def still_to_vote(approvers: list[str] | None, quorum: Quorum) -> list[str]:
+def still_to_vote(approvers: tuple[str, ...] | None, quorum: Quorum) -> list[str]:
     """Who may still approve: the approvers but those who have (a group cannot be split)."""
     return [a for a in approvers or [] if a not in quorum.voters]
 
@@ -273,13 +206,10 @@ def so_far(quorum: Quorum) -> str:
 
 
 def reminder_text(
-    approval: Approval,
-    approvers: list[str] | None,
-    now: datetime,
-    queue: QueuePolicy | None = None,
-    quorum: Quorum = Quorum(),
+    approval: Approval, rules: QueueRules, now: datetime, quorum: Quorum = NO_VOTES
 ) -> str:
-    what = escape(no_links(title_of(approval, queue)))
+    approvers = rules.approvers
+    what = escape(no_links(title_of(approval, rules)))
     waiting = f"*{what}* has been waiting {age(approval.created_at, now)}"
     progress = so_far(quorum)
     if not approvers:
@@ -291,13 +221,12 @@ def reminder_text(
 
 def escalation_text(
     approval: Approval,
+    rules: QueueRules,
     permalink: str | None,
     now: datetime,
-    queue: QueuePolicy | None = None,
-    approvers: list[str] | None = None,
-    quorum: Quorum = Quorum(),
+    quorum: Quorum = NO_VOTES,
 ) -> str:
-    what = escape(no_links(title_of(approval, queue))).replace("|", "¦")
+    what = escape(no_links(title_of(approval, rules))).replace("|", "¦")
     where = f"<{permalink}|{what}>" if permalink else f"*{what}* ({code(approval.id)})"
     after = f"after {approval.reminders_sent} reminders ({age(approval.created_at, now)} waiting)"
     on = f"{where} on {code(approval.queue_name)}"
@@ -307,6 +236,6 @@ def escalation_text(
         text = f":rotating_light: {on} still needs {needs} {after}.{so_far(quorum)}"
     else:
         text = f":rotating_light: Nobody has decided {on} {after}."
-    if who := " ".join(mention(a) for a in still_to_vote(approvers, quorum)):
+    if who := " ".join(mention(a) for a in still_to_vote(rules.approvers, quorum)):
         text += f" Who can decide: {who}"
     return text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -22,14 +21,13 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from app.config import QueueRules
 from app.db.approvals import Waiting
 from app.db.models import Approval
-from app.slack.blocks.approval import Quorum, decision_buttons, summary_line, title_of
+from app.slack.blocks.approval import title_of
+from app.slack.blocks.parts import Quorum, decision_buttons, summary_line
 from app.slack.blocks.text import clip, code, escape, mrkdwn, slack_ago
 from app.slack.ids import ActionId
-
-if TYPE_CHECKING:
-    from app.config import Policy
 
 VIEW_BLOCKS_MAX = 100
 TOP_BLOCKS = 3  # notice, header, oldest
@@ -88,6 +86,7 @@ class Shown:
     """One approval on the tab, with what the view needs beyond its row."""
 
     approval: Approval
+    rules: QueueRules
     quorum: Quorum
     link: str | None  # the channel message
 
@@ -95,7 +94,6 @@ class Shown:
 def home_view(
     layout: Layout,
     shown: Callable[[str], Shown | None],
-    policy: Policy,
     notice: str | None = None,
 ) -> View:
     blocks: list[Block] = []
@@ -120,7 +118,7 @@ def home_view(
         blocks.append(SectionBlock(block_id=f"queue-{group.queue_name}"[:255], text=mrkdwn(line)))
         for item in group.shown:
             if (found := shown(item.id)) is not None:
-                blocks += _item_blocks(found, policy)
+                blocks += _item_blocks(found)
         if group.more:
             more = f"… and {group.more} more in <#{group.channel}>"
             blocks.append(
@@ -144,12 +142,11 @@ def notice_view(notice: str) -> View:
     )
 
 
-def _item_blocks(item: Shown, policy: Policy) -> list[Block]:
+def _item_blocks(item: Shown) -> list[Block]:
     approval = item.approval
-    queue = policy.queue(approval.queue_name)
     lines = [
-        "*" + escape(title_of(approval, queue)) + "*",
-        summary_line(approval, queue),
+        "*" + escape(title_of(approval, item.rules)) + "*",
+        summary_line(approval, item.rules),
     ]
     facts = [f"requested {slack_ago(approval.created_at)}"]
     if approval.requester:

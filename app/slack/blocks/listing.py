@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerBlock, SectionBlock
 
+from app.config import QueueRules
 from app.db.models import Status
 from app.slack.blocks import templates
-from app.slack.blocks.approval import Quorum, decision_buttons, summary_line
+from app.slack.blocks.parts import Quorum, decision_buttons, summary_line
 from app.slack.blocks.text import (
     ago,
     clip,
@@ -20,14 +22,21 @@ from app.slack.blocks.text import (
     mrkdwn,
     one_line_clean,
 )
-from app.slack.commands import ListQuery
 from app.slack.ids import USER_ID, ActionId, ListPage
 
-if TYPE_CHECKING:
-    from app.config import Policy
+RulesFor = Callable[[str], QueueRules]  # a queue's rules, by its name
 
 
 LIST_PAGE_SIZE = 15  # two blocks an item keeps a page under the 50-block limit
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """What `/approvals` was asked for."""
+
+    status: Status = Status.PENDING
+    queue: str | None = None
+    mine: bool = False  # what waits on the person asking
 
 
 @dataclass(frozen=True)
@@ -57,21 +66,19 @@ def decided_line(item: ListItem) -> str | None:
     return line
 
 
-def item_line(item: ListItem, now: datetime, policy: Policy | None) -> str:
+def item_line(item: ListItem, now: datetime, rules: QueueRules) -> str:
     """Title (if the queue has one), queue · job · age, who decided, then summary or payload."""
-    queue = policy.queue(item.queue_name) if policy else None
-    mask = queue.mask if queue else ()
     when = ago(item.created_at, now)
     lines = [f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {when}"]
     if decided := decided_line(item):
         lines.append(decided)
-    required = queue.required_approvals if queue else 1
+    required = rules.required_approvals
     if item.status == Status.PENDING and required > 1:
         lines.append(Quorum(required, list(item.voters)).progress())
-    if queue and queue.title:
-        facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, mask)
-        lines.insert(0, "*" + escape(templates.title(queue.title, facts, "")) + "*")
-    lines.append(summary_line(item, queue))
+    if rules.title:
+        facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, rules.mask)
+        lines.insert(0, "*" + escape(templates.title(rules.title, facts, "")) + "*")
+    lines.append(summary_line(item, rules))
     return clip("\n".join(lines), 2900)
 
 
@@ -81,7 +88,7 @@ def approvals_list(
     next_cursor: str | None,
     now: datetime,
     page: int,
-    policy: Policy | None = None,
+    rules_for: RulesFor = lambda queue: QueueRules(queue=queue),
     hidden: int = 0,
     cursor: str | None = None,
 ) -> list[Block]:
@@ -103,7 +110,7 @@ def approvals_list(
         )
     blocks: list[Block] = [SectionBlock(block_id=f"list-title-{page}", text=mrkdwn(title))]
     for item in items:
-        line = item_line(item, now, policy)
+        line = item_line(item, now, rules_for(item.queue_name))
         blocks.append(SectionBlock(block_id=f"item-{item.id}", text=mrkdwn(line)))
         if item.status == Status.PENDING:
             blocks.append(

@@ -1,7 +1,7 @@
-"""A queue's `title`, `fields` and `link` templates: checked at start-up, rendered from an
-approval's masked payload. Pure. Payload values are untrusted: each is put on one clean line
-and clipped; the caller escapes where Slack parses mrkdwn, and link values are percent-encoded
-so they cannot change the URL's scheme or host."""
+"""A queue's `title`, `fields` and `link` templates, rendered from an approval's masked
+payload (their grammar, checked at start-up, is `app.templates`). Pure. Payload values are
+untrusted: each is put on one clean line and clipped; the caller escapes where Slack parses
+mrkdwn, and link values are percent-encoded so they cannot change the URL's scheme or host."""
 
 from __future__ import annotations
 
@@ -16,47 +16,12 @@ from urllib.parse import quote, urlsplit
 from app.payload import MISSING as NOT_THERE
 from app.payload import at_path
 from app.slack.blocks.text import clip, escape, mask_secrets, mrkdwn, one_line_clean
+from app.templates import MAX_FIELDS, RESERVED
 
 MISSING = "?"
 VALUE_CHARS = 200  # one substituted value
 FIELD_CHARS = 1900  # Slack's section field is 2000
-MAX_FIELDS = 10  # Slack's section holds at most 10 fields
 URL_CHARS = 3000  # Slack's button url limit
-RESERVED = ("job_id", "approval_id", "queue")
-_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-
-
-def check_path(path: str) -> str:
-    if not _PATH.match(path):
-        raise ValueError(f"{path!r} is not a payload path like beneficiary.name")
-    return path
-
-
-def check_template(template: str) -> str:
-    """Raises ValueError saying what is wrong; `{{` and `}}` are literal braces."""
-    try:
-        parts = list(Formatter().parse(template))
-    except ValueError as e:
-        raise ValueError(f"{template!r} is not a template: {e}") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if spec or conversion:
-            raise ValueError(f"{{{name}}}: formats and conversions are not supported")
-        if not name:
-            raise ValueError("{} needs a payload path, like {amount}")
-        check_path(name)
-    return template
-
-
-def check_link(template: str) -> str:
-    check_template(template)
-    parts = urlsplit(template)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{template!r} must be an http(s) URL")
-    if "{" in parts.netloc or "{" in parts.scheme:
-        raise ValueError("the scheme and host must be written out, not taken from the payload")
-    return template
 
 
 def label(path: str) -> str:

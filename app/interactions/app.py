@@ -13,10 +13,10 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app import errors
+from app.interactions.listeners import Services, decide, home, listing
+from app.interactions.notices import notice
+from app.interactions.respond import ResponseUrls, tell
 from app.slack.ids import ActionId, CallbackId, RejectForm
-from app.slack.listeners import Services, decide, home, listing
-from app.slack.notices import notice
-from app.slack.respond import ResponseUrls, tell
 
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,18 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.models.blocks import ContextBlock
 
 from app.db.models import Status, utcnow
-from app.rotor import RotorError
-from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
-from app.slack.blocks.text import mrkdwn
-from app.slack.commands import (
+from app.interactions.commands import (
     ListQuery,
     looks_like_status,
     parse_list_command,
     unknown_word,
 )
+from app.interactions.listeners import services
+from app.interactions.respond import answer, tell
+from app.rotor import RotorError
+from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
+from app.slack.blocks.text import mrkdwn
 from app.slack.ids import ListPage
-from app.slack.listeners import services
-from app.slack.respond import answer, tell
 
 
 async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltContext) -> None:
@@ -70,7 +70,7 @@ async def _send_mine(
         if a is not None
     ]
     policy = services(context).decider.policy
-    listing = approvals_list(items, query, None, utcnow(), 0, policy)
+    listing = approvals_list(items, query, None, utcnow(), 0, policy.rules_for)
     if len(waiting) > len(shown):
         more = f"… and {len(waiting) - len(shown)} more: the app's Home tab lists them all."
         listing.append(ContextBlock(block_id="mine-more", elements=[mrkdwn(more)]))
@@ -123,7 +123,8 @@ async def _send_list(
         return
     # Privacy: only queues the person may decide (one check per queue on the page).
     allowed = {
-        q: await decider.may_decide(user, q) for q in {a.queue_name for a in result.approvals}
+        q: await decider.may_decide(user, decider.policy.rules_for(q))
+        for q in {a.queue_name for a in result.approvals}
     }
     items = [
         ListItem(
@@ -137,7 +138,7 @@ async def _send_list(
     items = [_with_voters(i, voters) for i in items]
     hidden = len(result.approvals) - len(items)
     listing = approvals_list(
-        items, query, result.next_cursor, utcnow(), page, decider.policy, hidden, cursor
+        items, query, result.next_cursor, utcnow(), page, decider.policy.rules_for, hidden, cursor
     )
     await answer(
         url,

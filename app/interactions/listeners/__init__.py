@@ -1,6 +1,6 @@
 """bolt listeners, one module a feature. Each acks first (Slack waits 3 s) and works after;
 a modal opens right after the ack, while its `trigger_id` is fresh. Refusals are raised as
-`app.errors` and told to the person by `slack.app`'s error handler."""
+`app.errors` and told to the person by `interactions.app`'s error handler."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from app.slack.home import HomeTabs
 
 @dataclass(frozen=True)
 class Services:
-    """What listeners work with; `slack.app` puts it in every request's context."""
+    """What listeners work with; `interactions.app` puts it in every request's context."""
 
     decider: Decider
     rotor: RotorClient

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 
 from app.db.models import Status
+from app.slack.blocks.listing import ListQuery
+from app.slack.blocks.text import code
 
 HELP = (
     "*/approvals* lists Rotor approvals.\n"
@@ -20,18 +21,9 @@ MINE = "mine"
 MAX_TEXT = 200  # longer than any status and queue name together: answered with HELP
 
 
-@dataclass(frozen=True)
-class ListQuery:
-    status: str = Status.PENDING
-    queue: str | None = None
-    mine: bool = False  # what waits on the person asking
-
-
 def parse_list_command(text: str) -> ListQuery | str:
     """`[pending|approved|rejected|mine] [queue]` in any order; else what to answer (mrkdwn):
     the help, after what was wrong."""
-    from app.slack.blocks.text import code
-
     if len(text) > MAX_TEXT:
         return f"That is longer than any status and queue name together.\n\n{HELP}"
     words = text.split()
@@ -45,7 +37,7 @@ def parse_list_command(text: str) -> ListQuery | str:
         return f"Name one queue at most: {extra} is more than one word.\n\n{HELP}"
     if mine and status not in (None, Status.PENDING):
         return f"`mine` lists what waits on you, so only pending ones: no `{status}`.\n\n{HELP}"
-    return ListQuery(status=status or Status.PENDING, queue=rest[0] if rest else None, mine=mine)
+    return ListQuery(Status(status or Status.PENDING), rest[0] if rest else None, mine)
 
 
 def looks_like_status(word: str) -> bool:
@@ -55,8 +47,6 @@ def looks_like_status(word: str) -> bool:
 
 def unknown_word(word: str, queues: list[str] = ()) -> str:
     """For a word that is no status and no queue: a close queue name, if there is one."""
-    from app.slack.blocks.text import code
-
     close = difflib.get_close_matches(word, list(queues), n=1, cutoff=0.6)
     guess = f" Did you mean {code(close[0], 100)}?" if close else ""
     return f"{code(word, 100)} is neither a status nor a queue I know.{guess}\n\n{HELP}"

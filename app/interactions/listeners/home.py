@@ -5,8 +5,8 @@ from __future__ import annotations
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from app.interactions.listeners import services
 from app.slack.ids import USER_ID
-from app.slack.listeners import services
 
 
 async def opened(ack: AsyncAck, event: dict, context: AsyncBoltContext) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from app import errors
-from app.decisions import EXPIRY
 from app.slack.blocks.approval import outcome_line
 from app.slack.blocks.text import code, escape, mention
 
@@ -36,7 +35,7 @@ def notice(error: Exception) -> str | None:
             return f"You approved already; waiting for {more}."
         case errors.AlreadyDecided(approval=approval):
             return f"Already decided: {outcome_line(approval)}"
-        case errors.ClaimHeld(claimed_by=user) if user == EXPIRY:
+        case errors.ClaimHeld(expiring=True):
             return "This approval is expiring right now: it waited longer than its queue allows."
         case errors.ClaimHeld(claimed_by=user):
             return f"<@{user}> is deciding this approval right now."

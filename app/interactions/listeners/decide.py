@@ -10,6 +10,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.config import Policy
 from app.db.models import Approval, Status
+from app.interactions.listeners import services
+from app.interactions.listeners.listing import show_again
+from app.interactions.respond import MODAL_FAILED, open_modal, tell
 from app.slack.blocks.approval import title_of
 from app.slack.blocks.modals import payload_modal, reject_modal
 from app.slack.blocks.text import code, escape, mention
@@ -21,9 +24,6 @@ from app.slack.ids import (
     RejectForm,
     approval_of,
 )
-from app.slack.listeners import services
-from app.slack.listeners.listing import show_again
-from app.slack.respond import MODAL_FAILED, open_modal, tell
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,11 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
         return
     decider = services(context).decider
     user = body["user"]["id"]
-    await decider.decide(approval_id, user, Status.APPROVED)
+    approval = await decider.decide(approval_id, user, Status.APPROVED)
     home_user = context.get("home_user")
     if home_user or body.get("container", {}).get("is_ephemeral"):
         # The list or the tab does not show the channel message: say it worked, naming the job.
-        approval = await services(context).approvals.get(approval_id)
-        text = done_text(approval_id, approval, decider.policy)
+        text = done_text(approval, decider.policy)
         if home_user:
             await services(context).home.show(home_user, text)
             return
@@ -56,14 +55,12 @@ async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCon
         await tell(context["response_url"], text)
 
 
-def done_text(approval_id: str, approval: Approval | None, policy: Policy) -> str:
+def done_text(approval: Approval, policy: Policy) -> str:
     """ "Approved *title* (job `x` on `q`).", or that the approval counted towards a quorum."""
-    if approval is None:
-        return f"Approved {code(approval_id)}."
-    queue = policy.queue(approval.queue_name)
+    rules = policy.rules_for(approval.queue_name)
     job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
-    if queue and queue.title:
-        job = f"*{escape(title_of(approval, queue))}* ({job})"
+    if rules.title:
+        job = f"*{escape(title_of(approval, rules))}* ({job})"
     if approval.status == Status.PENDING:
         return f"Your approval of {job} counts; it waits for more approvals."
     verb = "Rejected" if approval.status == Status.REJECTED else "Approved"
@@ -110,14 +107,12 @@ async def reject_submitted(
     if not (form := RejectForm.load(view.get("private_metadata") or "")):
         return  # not metadata we wrote
     user = body["user"]["id"]
-    await services(context).decider.decide(form.id, user, Status.REJECTED, reason)
+    decider = services(context).decider
+    approval = await decider.decide(form.id, user, Status.REJECTED, reason)
     if form.listed:
         await show_again(context, user, form.listed, context["response_url"])
     if form.home:
-        approval = await services(context).approvals.get(form.id)
-        await services(context).home.show(
-            user, done_text(form.id, approval, services(context).decider.policy)
-        )
+        await services(context).home.show(user, done_text(approval, decider.policy))
 
 
 async def view_payload(
@@ -132,17 +127,16 @@ async def view_payload(
         return
     decider = services(context).decider
     # Privacy: the whole payload only for those who may decide the queue.
-    if not await decider.may_decide(body["user"]["id"], approval.queue_name):
-        approvers = decider.policy.approvers_for(approval.queue_name) or []
-        channel = decider.policy.channel_for(approval.queue_name)
-        who = " ".join(mention(a) for a in approvers[:20]) or f"the members of <#{channel}>"
+    rules = decider.rules(approval)
+    if not await decider.may_decide(body["user"]["id"], rules):
+        approvers = rules.approvers or ()
+        who = " ".join(mention(a) for a in approvers[:20]) or f"the members of <#{rules.channel}>"
         await tell(
             context["response_url"],
             f"Only the approvers of {code(approval.queue_name)} can see the full payload: {who}.",
         )
         return
-    queue = decider.policy.queue(approval.queue_name)
-    modal = payload_modal(approval, queue.mask if queue else ())
+    modal = payload_modal(approval, rules.mask)
     await open_modal(client, body["trigger_id"], context["response_url"], modal)
 
 
