@@ -29,9 +29,11 @@ from app.interactions.listeners import Services
 from app.interactions.socket_mode import SocketMode
 from app.rotor import RotorClient
 from app.slack.approvers import ApproverCheck
+from app.slack.client import SlackClient
 from app.slack.home import HomeTabs
 from app.slack.requesters import Requesters
 from app.webhooks import MAX_BODY, webhook_endpoint
+from app.workers.deliver import Delivery
 from app.workers.home import HomeRefresh
 from app.workers.outbox import Outbox
 from app.workers.poll import Poll
@@ -53,17 +55,19 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
         str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value(), budget=budget
     )
     # No client-level retries: the outbox alone retries, so nothing is posted twice.
-    slack = AsyncWebClient(
+    web = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=str(settings.slack_api_url),
         timeout=policy.slack.timeout.total_seconds(),
         retry_handlers=[],
     )
+    slack = SlackClient(web)
     requesters = Requesters(slack)
     approvers = ApproverCheck(slack)
     home = HomeTabs(store, slack, policy, approvers)
     home_refresh = HomeRefresh(home)
-    outbox = Outbox(store, slack, policy, requesters, shown=home_refresh.wake)
+    delivery = Delivery(slack, policy, store.votes, requesters)
+    outbox = Outbox(store, delivery, policy, shown=home_refresh.wake)
     intake = Intake(store, policy, outbox.wake)
     # Clicks come first; what no person waits on gives way to them.
     background = rotor.background()
@@ -71,10 +75,12 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     decider = Decider(store, rotor, policy, approvers, requesters, intake, outbox.wake)
     reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, background, intake, outside, policy, outbox.wake)
-    services = Services(decider=decider, rotor=rotor, approvals=store.approvals, home=home)
+    services = Services(
+        decider=decider, rotor=rotor, approvals=store.approvals, home=home, slack=slack
+    )
     signing_secret = settings.slack_signing_secret
     bolt = build_bolt_app(
-        slack,
+        web,
         signing_secret.get_secret_value() if signing_secret else "",  # none over Socket Mode
         services,
         str(settings.slack_api_url),

@@ -9,8 +9,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app import schema
 from app.db import Store
-from app.slack import client
-from app.slack.client import Pacer, Retry
+from app.slack.client import SlackClient, SlackRateLimited
+from app.workers.outbox import Pacer
 
 # Slack allows SLACK_RATE posts a second on a channel (burst 3); the service is set below it,
 # as in production, so only the two replicas' sum could exceed it.
@@ -23,21 +23,17 @@ async def _post_from_two_replicas(database_url: str, slack) -> float:
     stores = [Store(database_url), Store(database_url)]
     await schema.upgrade(stores[0])
     web = AsyncWebClient(token=slack.token, base_url=f"{slack.base_url}/api/", retry_handlers=[])
+    poster = SlackClient(web)
 
     async def replica(pacer: Pacer) -> None:
         for i in range(PER_REPLICA):
             while True:
+                await pacer.wait("C0OPS")
                 try:
-                    await client.call(
-                        web.chat_postMessage,
-                        pacer=pacer,
-                        paced_channel="C0OPS",
-                        channel="C0OPS",
-                        text=f"post {i}",
-                    )
+                    await poster.post("C0OPS", f"post {i}")
                     break
-                except Retry as e:
-                    await asyncio.sleep(e.delay or 0.1)
+                except SlackRateLimited as e:
+                    await pacer.pause("C0OPS", e.delay)
 
     try:
         started = time.monotonic()

@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from app.db.engine import Database
 from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+from app.db.outbox import task
 
 _APPROVALS, _OUTBOX = Approval.__table__, OutboxTask.__table__
 
@@ -27,7 +28,7 @@ class Nudge:
     approval_id: str
     due_at: datetime
     kind: TaskKind
-    lane: str
+    channel: str  # where it is posted
     next_at: datetime | None
 
 
@@ -51,12 +52,13 @@ class Approvals:
         """Store a new approval and its post task. False when the id is known already."""
         # Core statements with bound parameters: compiled once, cheap on the webhook path.
         row = {column.name: getattr(approval, column.name) for column in _APPROVALS.columns}
-        task = {"approval_id": approval.id, "kind": TaskKind.POST, "lane": channel}
+        post = task(TaskKind.POST, approval.id, channel)
+        post_row = {"approval_id": post.approval_id, "kind": post.kind, "lane": post.lane}
         try:
             async with self._db.session() as s:
                 conn = await s.connection()
                 await conn.execute(_APPROVALS.insert(), row)
-                await conn.execute(_OUTBOX.insert(), task)
+                await conn.execute(_OUTBOX.insert(), post_row)
         except IntegrityError:
             return False
         return True
@@ -154,14 +156,9 @@ class Approvals:
             approval.expires_at = None
             approval.claimed_by = approval.claimed_until = None
             approval.next_reminder_at = None
-            lane = f"update:{approval.channel or ''}"
-            s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+            s.add(task(TaskKind.UPDATE, approval_id, approval.channel or ""))
             if approval.requester and approval.requester != decided_by:  # told in a DM
-                s.add(
-                    OutboxTask(
-                        approval_id=approval_id, kind=TaskKind.NOTIFY, lane=approval.requester
-                    )
-                )
+                s.add(task(TaskKind.NOTIFY, approval_id, approval.requester))
             return approval
 
     # --- reminders and expiry --------------------------------------------------------------
@@ -204,8 +201,6 @@ class Approvals:
                     )
                 )
                 if result.rowcount == 1:
-                    s.add(
-                        OutboxTask(approval_id=nudge.approval_id, kind=nudge.kind, lane=nudge.lane)
-                    )
+                    s.add(task(nudge.kind, nudge.approval_id, nudge.channel))
                     queued.append(nudge.approval_id)
         return queued

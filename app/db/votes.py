@@ -8,7 +8,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import delete, select
 
 from app.db.engine import Database
-from app.db.models import Approval, OutboxTask, Status, TaskKind, Vote
+from app.db.models import Approval, Status, TaskKind, Vote
+from app.db.outbox import task
 
 
 class Votes:
@@ -31,8 +32,7 @@ class Votes:
                 voters = await self._voters(s, approval_id)
                 below = len(voters) < required
                 if below and approval is not None and approval.status == Status.PENDING:
-                    lane = f"update:{approval.channel or ''}"
-                    s.add(OutboxTask(approval_id=approval_id, kind=TaskKind.UPDATE, lane=lane))
+                    s.add(task(TaskKind.UPDATE, approval_id, approval.channel or ""))
                 return voters
         except IntegrityError:
             return None

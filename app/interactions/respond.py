@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.views import View
-from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from app.slack.client import SlackClient, SlackError
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,14 @@ MODAL_FAILED = "Could not open the form; please click again."
 
 
 async def open_modal(
-    client: AsyncWebClient, trigger_id: str, response_url: str | None, view: View
+    slack: SlackClient, trigger_id: str, response_url: str | None, view: View
 ) -> bool:
     """Open `view`; False (the person told on `response_url`) when Slack refused."""
     try:
-        await client.views_open(trigger_id=trigger_id, view=view)
-    except SlackApiError as e:
+        await slack.open_view(trigger_id, view.to_dict())
+    except SlackError as e:
         # Most often an expired trigger_id (3 s): the person can simply click again.
-        log.warning("views.open failed: %s", e.response.get("error"))
+        log.warning("views.open failed: %s", e)
         await tell(response_url, MODAL_FAILED)
         return False
     return True

@@ -13,10 +13,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import aiohttp
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from app.config import Policy
 from app.db import Store
 from app.db.approvals import Waiting
@@ -25,6 +21,7 @@ from app.errors import DatabaseUnavailable
 from app.slack.approvers import ApproverCheck
 from app.slack.blocks.home import Layout, Shown, fit, home_view, notice_view
 from app.slack.blocks.parts import Quorum
+from app.slack.client import SlackClient, SlackError, SlackRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +44,9 @@ class Snapshot:
 
 class HomeTabs:
     def __init__(
-        self, store: Store, slack: AsyncWebClient, policy: Policy, approvers: ApproverCheck
+        self, store: Store, slack: SlackClient, policy: Policy, approvers: ApproverCheck
     ) -> None:
         self.store, self.slack, self.policy, self.approvers = store, slack, policy, approvers
-        self._workspace_url: str | None = None
         self._outage_shown: set[str] = set()  # tabs showing only a notice: publish again
         self._notices: dict[str, tuple[str, float]] = {}  # user -> (notice, shown until)
 
@@ -68,8 +64,8 @@ class HomeTabs:
         except DatabaseUnavailable:
             if notice is None:
                 raise
-            with contextlib.suppress(SlackApiError, aiohttp.ClientError, TimeoutError):
-                await self.slack.views_publish(user_id=user, view=notice_view(notice).to_dict())
+            with contextlib.suppress(SlackError):
+                await self.slack.publish_home(user, notice_view(notice).to_dict())
                 self._outage_shown.add(user)
 
     async def refresh(self) -> None:
@@ -127,13 +123,12 @@ class HomeTabs:
         if not await self.store.homes.claim(user, shown, digest):
             return False  # another replica is publishing it
         try:
-            await self.slack.views_publish(user_id=user, view=view)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as e:
+            await self.slack.publish_home(user, view)
+        except SlackError as e:
             await self.store.homes.unclaim(user, digest)
-            error = e.response.get("error") if isinstance(e, SlackApiError) else repr(e)
-            log.warning("home: views.publish failed: %s", error, extra={"user": user})
-            if isinstance(e, SlackApiError) and e.response.status_code == 429:
-                await asyncio.sleep(float(e.response.headers.get("Retry-After", 1)))
+            log.warning("home: views.publish failed: %s", e, extra={"user": user})
+            if isinstance(e, SlackRateLimited):
+                await asyncio.sleep(e.delay)
             return False
         self._outage_shown.discard(user)
         return True
@@ -159,12 +154,10 @@ class HomeTabs:
 
     async def _workspace(self) -> str | None:
         """The workspace's address (auth.test), for links to channel messages."""
-        if self._workspace_url is None:
-            try:
-                self._workspace_url = (await self.slack.auth_test()).get("url") or ""
-            except (SlackApiError, aiohttp.ClientError, TimeoutError):
-                return None  # no links this time; asked again next time
-        return self._workspace_url or None
+        try:
+            return await self.slack.workspace_url()
+        except SlackError:
+            return None  # no links this time; asked again next time
 
 
 def _permalink(workspace: str | None, approval: Approval) -> str | None:

@@ -7,11 +7,8 @@ import re
 import time
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
 from app.payload import at_path
-from app.slack import client
+from app.slack.client import SlackClient, SlackError
 from app.slack.ids import USER_ID
 
 log = logging.getLogger(__name__)
@@ -21,7 +18,7 @@ CACHE_SECONDS = 600.0
 
 
 class Requesters:
-    def __init__(self, slack: AsyncWebClient) -> None:
+    def __init__(self, slack: SlackClient) -> None:
         self._slack = slack
         self._emails: dict[str, tuple[float, str | None]] = {}  # email -> (until, user id)
 
@@ -45,15 +42,8 @@ class Requesters:
         if cached and cached[0] > time.monotonic():
             return cached[1]
         try:
-            response = await client.call(self._slack.users_lookupByEmail, email=email)
-        except client.Permanent as e:
-            # users_not_found is an answer worth keeping; anything else is Slack's trouble.
-            if "users_not_found" not in str(e):
-                return None
-            user = None
-        except (client.Retry, SlackApiError):
-            return None
-        else:
-            user = (response.get("user") or {}).get("id")
+            user = await self._slack.user_by_email(email)
+        except SlackError:
+            return None  # Slack's trouble, not an answer: asked again next time
         self._emails[email] = (time.monotonic() + CACHE_SECONDS, user)
         return user

@@ -1,8 +1,9 @@
-"""The outbox worker: delivers every queued post, update, reminder and escalation to Slack.
+"""The outbox's delivery engine: lanes, claims, leases, pacing, and retry or fail. What each
+kind of task does in Slack is `workers.deliver`.
 
-Tasks run in lanes (one per channel for posts, so each channel keeps its order and its own
-pace); a lane's head task is claimed in the database before it runs, so a task runs once even
-with several workers. Failures are retried with backoff; 429 pauses only that channel.
+Tasks run in lanes (`db.outbox.task` says which); a lane's head run is claimed in the database
+before it runs, so a task runs once even with several workers. Failures are retried with
+backoff; 429 pauses only that channel.
 """
 
 from __future__ import annotations
@@ -14,20 +15,17 @@ from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from app import metrics
 from app.config import Policy
 from app.db import Store
-from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+from app.db.models import Approval, OutboxTask, TaskKind, utcnow
 from app.db.outbox import Posted
+from app.db.pace import ChannelPace
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
-from app.slack import client
-from app.slack.blocks import approval as blocks
-from app.slack.client import RATELIMITED, REFUSED, Pacer, Permanent, Retry
-from app.slack.requesters import Requesters
+from app.slack.client import SlackRateLimited, SlackRefused, SlackUnavailable
 from app.workers.base import Worker
+from app.workers.deliver import AMBIGUOUS, RATELIMITED, REFUSED, Delivery, NotYet
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +33,27 @@ POLL_SECONDS = 0.5
 SCAN_GAP = 0.1
 STOP_SECONDS = 4.0  # on shutdown, how long in-flight calls may take to finish
 MAX_UNEXPECTED = 5  # tries of a task that fails in an unforeseen way before it is kept as failed
-METADATA_EVENT = "rotor_approval"
 
 
 class LeaseLost(Exception):
     """A claimed task's lease ran out and another worker took it over."""
+
+
+class Pacer:
+    """At most `per_second` posts a channel, across every replica; a 429 pauses only that
+    channel. The slots live in the database: one round-trip a post."""
+
+    def __init__(self, per_second: float, slots: ChannelPace) -> None:
+        self.interval = 1 / per_second
+        self._slots = slots
+
+    async def wait(self, channel: str) -> None:
+        wait = await self._slots.claim(channel, self.interval)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def pause(self, channel: str, seconds: float) -> None:
+        await self._slots.push(channel, seconds)
 
 
 class Outbox(Worker):
@@ -49,16 +63,14 @@ class Outbox(Worker):
     def __init__(
         self,
         store: Store,
-        slack: AsyncWebClient,
+        delivery: Delivery,
         policy: Policy,
-        requesters: Requesters,
         shown: Callable[[], None] = lambda: None,
     ) -> None:
         """`shown` is called when Slack shows something new (Home tabs follow)."""
         super().__init__()
         self.shown = shown
-        self.tasks, self.votes, self.slack, self.policy = store.outbox, store.votes, slack, policy
-        self.requesters = requesters
+        self.tasks, self.delivery, self.policy = store.outbox, delivery, policy
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task] = {}
         rate = policy.slack.posts_per_second
@@ -136,28 +148,39 @@ class Outbox(Worker):
     ) -> bool:
         """Perform one task; True when it is done with (its record appended to `recording`)."""
         extra = {"approval_id": task.approval_id, "task": task.kind}
-        perform = {
-            TaskKind.POST: self._post,
-            TaskKind.UPDATE: self._update,
-            TaskKind.REMIND: self._remind,
-            TaskKind.ESCALATE: self._escalate,
-            TaskKind.NOTIFY: self._notify,
-        }[task.kind]
+        paced: list[str] = []  # the channel the task posted in, if it did
+
+        async def gate(channel: str) -> None:
+            paced.append(channel)
+            await self.pacer.wait(channel)
+            # A replica that stalled past its lease must not post what another took over.
+            if not await self.tasks.renew(task.id, task.attempts, self.lease):
+                raise LeaseLost(task.id)
+
         try:
-            posted = await perform(task, approval)
-        except Retry as e:
-            delay = e.delay if e.delay is not None else backoff(task.attempts)
-            log.warning("outbox: %s retry in %.1fs: %s", task.kind, delay, e, extra=extra)
-            await self.tasks.retry_later(task.id, utcnow() + timedelta(seconds=delay), e.reason)
+            posted = await self.delivery.run(task, approval, gate)
+        except NotYet as e:
+            await self._retry(task, e.delay, str(e))
             return False
-        except Permanent as e:
+        except SlackRateLimited as e:
+            if paced:
+                await self.pacer.pause(paced[-1], e.delay)
+            await self._retry(task, e.delay, RATELIMITED)
+            return False
+        except SlackUnavailable as e:
+            await self._retry(task, None, f"{AMBIGUOUS}: {e}")
+            return False
+        except SlackRefused as e:
+            if e.transient:
+                await self._retry(task, None, f"{REFUSED}: {e}")
+                return False
             fallback = self.policy.slack.default_channel
-            if task.kind == TaskKind.POST and task.lane != fallback:
+            if task.kind == TaskKind.POST and fallback and task.lane != fallback:
                 log.error("outbox: post refused, trying %s: %s", fallback, e, extra=extra)
-                await self.tasks.reroute(task.id, fallback, str(e))
+                await self.tasks.reroute(task.id, fallback, f"{REFUSED}: {e}")
                 self.wake()
                 return False
-            await self._fail(task, str(e))
+            await self._fail(task, f"{REFUSED}: {e}")
             return False
         except (DatabaseUnavailable, LeaseLost):
             raise  # the lane stops; its lease runs out and the task is tried again
@@ -168,14 +191,19 @@ class Outbox(Worker):
                 log.exception("outbox: %s failed", task.kind, extra=extra)
                 await self._fail(task, error)
             else:
-                delay = backoff(task.attempts)
-                log.warning("outbox: %s retry in %.1fs: %s", task.kind, delay, error, extra=extra)
-                await self.tasks.retry_later(task.id, utcnow() + timedelta(seconds=delay), error)
+                await self._retry(task, None, error)
             return False
         recording.append(asyncio.create_task(self._finish(task, posted)))
         metrics.MESSAGES.labels(kind=task.kind).inc()
         log.info("outbox: %s done", task.kind, extra=extra)
         return True
+
+    async def _retry(self, task: OutboxTask, delay: float | None, reason: str) -> None:
+        """Try `task` again after `delay` seconds, or a backoff when None."""
+        delay = delay if delay is not None else backoff(task.attempts)
+        extra = {"approval_id": task.approval_id, "task": task.kind}
+        log.warning("outbox: %s retry in %.1fs: %s", task.kind, delay, reason, extra=extra)
+        await self.tasks.retry_later(task.id, utcnow() + timedelta(seconds=delay), reason)
 
     async def _finish(self, task: OutboxTask, posted: Posted | None) -> None:
         """Record a done task; Slack has it already, so wait out a database outage rather
@@ -200,150 +228,3 @@ class Outbox(Worker):
         )
         metrics.OUTBOX_FAILURES.inc()
         await self.tasks.fail(task.id, error)
-
-    # --- the four kinds of task -----------------------------------------------------------
-
-    async def _post(self, task: OutboxTask, approval: Approval) -> Posted | None:
-        channel = task.lane
-        if approval.ts is not None:
-            return None  # posted already
-        if approval.requester is None:
-            approval.requester = await self._resolve_requester(approval)
-        if task.attempts > 1 and not (task.last_error or "").startswith((RATELIMITED, REFUSED)):
-            # An earlier try may have posted and died before recording it: look before posting.
-            found = await self._find_message(channel, approval.id)
-            if found:
-                return self._posted(approval, channel, found)
-        message = await self._render(approval, channel)
-        response = await self._paced(
-            task,
-            channel,
-            self.slack.chat_postMessage,
-            channel=channel,
-            text=message.text,
-            blocks=message.blocks_json(),
-            metadata={"event_type": METADATA_EVENT, "event_payload": {"approval_id": approval.id}},
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return self._posted(approval, response["channel"], response["ts"])
-
-    async def _resolve_requester(self, approval: Approval) -> str | None:
-        path = self.policy.rules_for(approval.queue_name).requester
-        requester = await self.requesters.resolve(approval.payload, path)
-        if path and requester is None:
-            log.info("requester not resolved from %s", path, extra={"approval_id": approval.id})
-        return requester
-
-    async def _quorum(self, approval: Approval) -> blocks.Quorum:
-        required = self.policy.rules_for(approval.queue_name).required_approvals
-        voters = await self.votes.voters(approval.id) if required > 1 else []
-        return blocks.Quorum(required, voters)
-
-    async def _render(self, approval: Approval, channel: str) -> blocks.Message:
-        rules = self.policy.rules_for(approval.queue_name)
-        return blocks.approval_message(
-            approval,
-            rules,
-            meant_for=rules.channel if channel != rules.channel else None,
-            quorum=await self._quorum(approval),
-        )
-
-    def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
-        first = max(approval.created_at + self.policy.reminders.after, utcnow())
-        return Posted(approval.id, channel, ts, first, approval.requester)
-
-    async def _find_message(self, channel: str, approval_id: str) -> str | None:
-        response = await client.call(
-            self.slack.conversations_history,
-            channel=channel,
-            include_all_metadata=True,
-            limit=200,
-        )
-        for message in response.get("messages", []):
-            meta = message.get("metadata") or {}
-            payload = meta.get("event_payload") or {}
-            if (
-                meta.get("event_type") == METADATA_EVENT
-                and payload.get("approval_id") == approval_id
-            ):
-                return message["ts"]
-        return None
-
-    async def _update(self, task: OutboxTask, approval: Approval) -> None:
-        if approval.ts is None:
-            # Not posted yet: the post shows the current state, or this runs again after it.
-            raise Retry("waiting for the post", 1.0)
-        message = await self._render(approval, approval.channel)
-        await client.call(
-            self.slack.chat_update,
-            channel=approval.channel,
-            ts=approval.ts,
-            text=message.text,
-            blocks=message.blocks_json(),
-        )
-
-    async def _remind(self, task: OutboxTask, approval: Approval) -> None:
-        if approval.status != Status.PENDING:
-            return  # decided since it was queued
-        text = blocks.reminder_text(
-            approval,
-            self.policy.rules_for(approval.queue_name),
-            utcnow(),
-            await self._quorum(approval),
-        )
-        await self._paced(
-            task,
-            approval.channel,
-            self.slack.chat_postMessage,
-            channel=approval.channel,
-            thread_ts=approval.ts,
-            text=text,
-        )
-
-    async def _escalate(self, task: OutboxTask, approval: Approval) -> None:
-        if approval.status != Status.PENDING:
-            return
-        text = blocks.escalation_text(
-            approval,
-            self.policy.rules_for(approval.queue_name),
-            await self._permalink(approval),
-            utcnow(),
-            await self._quorum(approval),
-        )
-        await self._paced(
-            task, task.lane, self.slack.chat_postMessage, channel=task.lane, text=text
-        )
-
-    async def _permalink(self, approval: Approval) -> str | None:
-        """A link to the approval's message; None if there is none or Slack will not give it
-        (an escalation or a DM matters more than its link)."""
-        if not (approval.channel and approval.ts):
-            return None
-        try:
-            found = await client.call(
-                self.slack.chat_getPermalink, channel=approval.channel, message_ts=approval.ts
-            )
-        except Permanent as e:
-            log.warning("outbox: no permalink: %s", e, extra={"approval_id": approval.id})
-            return None
-        return found.get("permalink")
-
-    async def _notify(self, task: OutboxTask, approval: Approval) -> None:
-        """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
-        link = await self._permalink(approval)
-        text = blocks.requester_text(approval, (await self._quorum(approval)).voters, link)
-        await self._paced(
-            task, task.lane, self.slack.chat_postMessage, channel=task.lane, text=text
-        )
-
-    async def _paced(self, task: OutboxTask, channel: str, method, /, **kwargs):
-        """chat.postMessage at the pace of `channel`, if `task` is still ours when its slot
-        comes: a replica that stalled past its lease must not post what another took over."""
-
-        async def if_still_ours(**arguments):
-            if not await self.tasks.renew(task.id, task.attempts, self.lease):
-                raise LeaseLost(task.id)
-            return await method(**arguments)
-
-        return await client.call(if_still_ours, pacer=self.pacer, paced_channel=channel, **kwargs)

@@ -73,8 +73,8 @@ class Reminders(Worker):
     def _nudge(self, approval: Approval, now: datetime) -> Nudge:
         if approval.reminders_sent >= self.policy.escalate_after:
             # The last word: no more reminders after the escalation.
-            lane = self.policy.escalation_channel or approval.channel
-            return Nudge(approval.id, approval.next_reminder_at, TaskKind.ESCALATE, lane, None)
+            channel = self.policy.escalation_channel or approval.channel
+            return Nudge(approval.id, approval.next_reminder_at, TaskKind.ESCALATE, channel, None)
         return Nudge(
             approval.id,
             approval.next_reminder_at,

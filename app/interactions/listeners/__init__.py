@@ -11,6 +11,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from app.db.approvals import Approvals
 from app.decisions import Decider
 from app.rotor import RotorClient
+from app.slack.client import SlackClient
 from app.slack.home import HomeTabs
 
 
@@ -22,6 +23,7 @@ class Services:
     rotor: RotorClient
     approvals: Approvals
     home: HomeTabs
+    slack: SlackClient
 
 
 def services(context: AsyncBoltContext) -> Services:

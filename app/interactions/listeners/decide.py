@@ -6,7 +6,6 @@ import logging
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.web.async_client import AsyncWebClient
 
 from app.config import Policy
 from app.db.models import Approval, Status
@@ -67,9 +66,7 @@ def done_text(approval: Approval, policy: Policy) -> str:
     return f"{verb} {job}."
 
 
-async def reject(
-    ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext, client: AsyncWebClient
-) -> None:
+async def reject(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
     if not (approval_id := _button_approval(action)):
         return
@@ -85,7 +82,8 @@ async def reject(
         listed=listed,
     )
     modal = reject_modal(approval, form)
-    if not await open_modal(client, body["trigger_id"], form.response_url, modal) and home_user:
+    slack = services(context).slack
+    if not await open_modal(slack, body["trigger_id"], form.response_url, modal) and home_user:
         await services(context).home.show(home_user, MODAL_FAILED)
 
 
@@ -115,9 +113,7 @@ async def reject_submitted(
         await services(context).home.show(user, done_text(approval, decider.policy))
 
 
-async def view_payload(
-    ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext, client: AsyncWebClient
-) -> None:
+async def view_payload(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
     if not (approval_id := _button_approval(action)):
         return
@@ -137,7 +133,7 @@ async def view_payload(
         )
         return
     modal = payload_modal(approval, rules.mask)
-    await open_modal(client, body["trigger_id"], context["response_url"], modal)
+    await open_modal(services(context).slack, body["trigger_id"], context["response_url"], modal)
 
 
 async def open_link(ack: AsyncAck) -> None:

@@ -1,0 +1,150 @@
+"""What each kind of outbox task does in Slack: one function a kind, in `Delivery.KINDS`.
+
+The delivery engine (`workers.outbox`) claims, paces, retries and records; these only render
+and call Slack. A function that posts in a channel first passes its `Gate` (the channel's pace,
+then a check that the task is still this worker's), and raises `app.slack.client` errors,
+or `NotYet` for a task that must wait for another.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from app.config import Policy
+from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+from app.db.outbox import Posted
+from app.db.votes import Votes
+from app.slack.blocks import approval as blocks
+from app.slack.blocks.parts import Quorum
+from app.slack.client import SlackClient, SlackRefused
+from app.slack.requesters import Requesters
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "rotor_approval"
+# How a try ended, at the start of the task's last error: after these, Slack certainly did
+# nothing; after any other failure (timeout, dropped connection, 5xx) a post may be there.
+RATELIMITED, REFUSED, AMBIGUOUS = "ratelimited", "refused", "ambiguous"
+
+Gate = Callable[[str], Awaitable[None]]  # waited on before posting in a channel
+
+
+class NotYet(Exception):
+    """The task must wait (for another task); try again after `delay` seconds."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Delivery:
+    def __init__(
+        self, slack: SlackClient, policy: Policy, votes: Votes, requesters: Requesters
+    ) -> None:
+        self.slack, self.policy, self.votes, self.requesters = slack, policy, votes, requesters
+        self.KINDS: dict[TaskKind, Callable[..., Awaitable[Posted | None]]] = {
+            TaskKind.POST: self.post,
+            TaskKind.UPDATE: self.update,
+            TaskKind.REMIND: self.remind,
+            TaskKind.ESCALATE: self.escalate,
+            TaskKind.NOTIFY: self.notify,
+        }
+
+    async def run(self, task: OutboxTask, approval: Approval, gate: Gate) -> Posted | None:
+        """Do `task`; what a post should record (where the message is), else None."""
+        return await self.KINDS[task.kind](task, approval, gate)
+
+    async def post(self, task: OutboxTask, approval: Approval, gate: Gate) -> Posted | None:
+        channel = task.lane
+        if approval.ts is not None:
+            return None  # posted already
+        if approval.requester is None:
+            approval.requester = await self._requester(approval)
+        if task.attempts > 1 and not (task.last_error or "").startswith((RATELIMITED, REFUSED)):
+            # An earlier try may have posted and died before recording it: look before posting.
+            found = await self.slack.find_posted(
+                channel, METADATA_EVENT, "approval_id", approval.id
+            )
+            if found:
+                return self._posted(approval, channel, found)
+        message = await self._message(approval, channel)
+        await gate(channel)
+        where, ts = await self.slack.post(
+            channel,
+            message.text,
+            blocks=message.blocks_json(),
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"approval_id": approval.id}},
+        )
+        return self._posted(approval, where, ts)
+
+    async def update(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
+        if approval.ts is None or approval.channel is None:
+            # Not posted yet: the post shows the current state, or this runs again after it.
+            raise NotYet("waiting for the post", 1.0)
+        message = await self._message(approval, approval.channel)
+        await self.slack.update(approval.channel, approval.ts, message.text, message.blocks_json())
+
+    async def remind(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
+        if approval.status != Status.PENDING or approval.channel is None:
+            return  # decided since it was queued
+        rules = self.policy.rules_for(approval.queue_name)
+        text = blocks.reminder_text(approval, rules, utcnow(), await self._quorum(approval))
+        await gate(approval.channel)
+        await self.slack.post(approval.channel, text, thread_ts=approval.ts)
+
+    async def escalate(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
+        if approval.status != Status.PENDING:
+            return
+        rules = self.policy.rules_for(approval.queue_name)
+        link = await self._permalink(approval)
+        text = blocks.escalation_text(approval, rules, link, utcnow(), await self._quorum(approval))
+        await gate(task.lane)
+        await self.slack.post(task.lane, text)
+
+    async def notify(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
+        """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
+        link = await self._permalink(approval)
+        text = blocks.requester_text(approval, (await self._quorum(approval)).voters, link)
+        await gate(task.lane)
+        await self.slack.post(task.lane, text)
+
+    # --- what the kinds share ----------------------------------------------------------
+
+    async def _requester(self, approval: Approval) -> str | None:
+        path = self.policy.rules_for(approval.queue_name).requester
+        requester = await self.requesters.resolve(approval.payload, path)
+        if path and requester is None:
+            log.info("requester not resolved from %s", path, extra={"approval_id": approval.id})
+        return requester
+
+    async def _quorum(self, approval: Approval) -> Quorum:
+        required = self.policy.rules_for(approval.queue_name).required_approvals
+        voters = await self.votes.voters(approval.id) if required > 1 else []
+        return Quorum(required, voters)
+
+    async def _message(self, approval: Approval, channel: str) -> blocks.Message:
+        rules = self.policy.rules_for(approval.queue_name)
+        return blocks.approval_message(
+            approval,
+            rules,
+            meant_for=rules.channel if channel != rules.channel else None,
+            quorum=await self._quorum(approval),
+        )
+
+    def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
+        first = max(approval.created_at + self.policy.reminders.after, utcnow())
+        return Posted(approval.id, channel, ts, first, approval.requester)
+
+    async def _permalink(self, approval: Approval) -> str | None:
+        """A link to the approval's message; None if there is none or Slack will not give it
+        (an escalation or a DM matters more than its link)."""
+        if not (approval.channel and approval.ts):
+            return None
+        try:
+            return await self.slack.permalink(approval.channel, approval.ts)
+        except SlackRefused as e:
+            if e.transient:
+                raise
+            log.warning("outbox: no permalink: %s", e, extra={"approval_id": approval.id})
+            return None
