@@ -230,7 +230,7 @@ async def _reach_slack(settings: Settings) -> Reached:
     where = without_password(str(settings.slack_api_url))
     async with aiohttp.ClientSession() as session:  # closed here, whatever happens
         slack = AsyncWebClient(
-            token=settings.slack_bot_token.get_secret_value(),
+            token=settings.secret("slack_bot_token"),
             base_url=str(settings.slack_api_url),
             session=session,
             timeout=10,
@@ -259,7 +259,7 @@ async def _reach_socket_mode(settings: Settings) -> Reached:
     async with aiohttp.ClientSession() as session:
         slack = AsyncWebClient(base_url=str(settings.slack_api_url), session=session, timeout=10)
         try:
-            await slack.apps_connections_open(app_token=settings.slack_app_token.get_secret_value())
+            await slack.apps_connections_open(app_token=settings.secret("slack_app_token"))
         except SlackApiError as e:
             return None, (
                 f"Slack refused apps.connections.open: {e.response.get('error')}: check "
@@ -278,7 +278,7 @@ async def _reach_rotor(settings: Settings) -> Reached:
     from app.rotor import RotorClient, RotorError, RotorUnavailable
 
     where = without_password(str(settings.rotor_api_url))
-    rotor = RotorClient(str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value())
+    rotor = RotorClient(str(settings.rotor_api_url), settings.secret("rotor_api_key"))
     try:
         await rotor.list_approvals(status="pending", limit=1)
     except RotorUnavailable as e:
@@ -325,7 +325,7 @@ def retry_failed() -> None:
     async def retry() -> int:
         store = Store(settings.database_url)
         try:
-            return await store.outbox.retry_failed(lambda queue: policy.rules_for(queue).channel)
+            return await store.outbox.retry_failed(policy.rules_for)
         finally:
             await store.close()
 

@@ -6,7 +6,7 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AnyHttpUrl,
@@ -20,6 +20,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app import signing, templates
@@ -275,7 +276,7 @@ class Settings(BaseSettings):
     def _not_empty(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         # An empty signing secret fails every request from Slack (500s, not one line).
         if v is not None and not v.get_secret_value().strip():
-            raise ValueError(f"is empty: {_WHERE_FROM[info.field_name]}")
+            raise ValueError(f"is empty: {_WHERE_FROM[str(info.field_name)]}")
         return v
 
     @field_validator("slack_app_token")
@@ -319,6 +320,13 @@ class Settings(BaseSettings):
         if missing:
             raise ConfigError(*(missing_line(name) for name in missing))
 
+    def secret(self, name: str) -> str:
+        """A secret's text; a missing one is the line `require_serving` would give."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(missing_line(name.upper()))
+        return value.get_secret_value()
+
     def policy_path(self) -> Path | None:
         if self.rotor_slack_config is not None:
             return self.rotor_slack_config
@@ -344,7 +352,7 @@ def _describe(error: ValidationError, *, env: bool) -> list[str]:
 SLACK_ID_KEYS = {"default_channel", "escalation_channel", "channel", "approvers"}
 
 
-def _describe_one(error: dict, *, env: bool) -> str:
+def _describe_one(error: ErrorDetails, *, env: bool) -> str:
     parts: list[str] = []
     for part in error["loc"]:
         if isinstance(part, int):
@@ -366,7 +374,7 @@ def _describe_one(error: dict, *, env: bool) -> str:
     return f"{key}: {message}"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as e:

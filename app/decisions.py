@@ -102,6 +102,8 @@ class Decider:
                 raise errors.RotorUnreachable(str(e)) from None
             await self.intake.accept(from_rotor(found))
             approval = await self.approvals.get(approval_id)
+            if approval is None:  # recorded a moment ago: only a database reset loses it
+                raise errors.ApprovalUnknown(approval_id)
         return approval
 
     def rules(self, approval: Approval) -> QueueRules:
@@ -165,7 +167,7 @@ class Decider:
                     return approval
                 voted = True
         if not await self.approvals.claim_decision(approval_id, user, CLAIM_HOLD):
-            current = await self.approvals.get(approval_id)
+            current = await self.approvals.get(approval_id) or approval
             if current.status != Status.PENDING:
                 raise errors.AlreadyDecided(current)
             if voted:
@@ -228,7 +230,7 @@ class Decider:
             await self.approvals.release_claim(approval_id, user)
             raise errors.StillPending()
         metrics.DECISIONS.labels(outcome="conflict").inc()
-        await self._record(approval, real.status, None, real.reason)
+        await self._record(approval, Status(real.status), None, real.reason)
         raise errors.DecidedElsewhere(real.status)
 
     async def _record(

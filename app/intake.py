@@ -35,7 +35,7 @@ def from_rotor(approval: RotorApproval) -> Approval:
         queue_name=approval.queue_name,
         payload=approval.payload,
         created_at=created or utcnow(),
-        status=approval.status if decided else Status.PENDING,
+        status=Status(approval.status) if decided else Status.PENDING,
         reason=approval.reason if decided else None,
         decided_at=utcnow() if decided else None,
     )
@@ -50,6 +50,7 @@ class Intake:
         rules = self._policy.rules_for(approval.queue_name)
         if rules.expire_after and approval.status == Status.PENDING:
             approval.expires_at = approval.created_at + rules.expire_after
+        assert rules.channel is not None, "serve requires slack.default_channel"
         if not await self._approvals.record(approval, rules.channel):
             return False
         self._wake()
@@ -75,15 +76,16 @@ class OutsideDecisions:
         real = known or await self._rotor.get_approval(approval_id)
         if real.status not in (Status.APPROVED, Status.REJECTED):
             return False
-        recorded = await self._approvals.record_decision(
-            approval_id, real.status, None, real.reason
+        status = Status(real.status)
+        recorded = bool(
+            await self._approvals.record_decision(approval_id, status, None, real.reason)
         )
         if not recorded:
             # Unknown here (its approval.pending was lost, or comes later): recorded decided;
             # or a pending webhook has just recorded it: decided now.
-            recorded = await self._intake.accept(
-                from_rotor(real)
-            ) or await self._approvals.record_decision(approval_id, real.status, None, real.reason)
+            recorded = await self._intake.accept(from_rotor(real)) or bool(
+                await self._approvals.record_decision(approval_id, status, None, real.reason)
+            )
         if recorded:
             log.info("decided outside Slack: %s", real.status, extra={"approval_id": approval_id})
             metrics.observe_decision(real, "outside")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -52,13 +53,14 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     # Every call to Rotor, by any replica, draws on the workspace's rate limit.
     budget = RotorBudget(store, policy.rotor.requests_per_minute)
     rotor = RotorClient(
-        str(settings.rotor_api_url), settings.rotor_api_key.get_secret_value(), budget=budget
+        str(settings.rotor_api_url), settings.secret("rotor_api_key"), budget=budget
     )
     # No client-level retries: the outbox alone retries, so nothing is posted twice.
     web = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+        token=settings.secret("slack_bot_token"),
         base_url=str(settings.slack_api_url),
-        timeout=policy.slack.timeout.total_seconds(),
+        # Typed int, handed to aiohttp as is: a fraction of a second works.
+        timeout=cast(int, policy.slack.timeout.total_seconds()),
         retry_handlers=[],
     )
     slack = SlackClient(web)
@@ -171,6 +173,7 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
             )
         )
     app = Starlette(routes=routes, lifespan=lifespan)
-    guard = {"limit": MAX_BODY, "budget": Budget(BUFFER_BYTES), "seconds": BODY_SECONDS}
-    app.add_middleware(RequestGuard, **guard)
+    app.add_middleware(
+        RequestGuard, limit=MAX_BODY, budget=Budget(BUFFER_BYTES), seconds=BODY_SECONDS
+    )
     return app

@@ -203,6 +203,7 @@ class RotorClient:
             await self._take_slot()
 
     async def _take_slot(self) -> None:
+        assert self._budget is not None
         priority = "background" if self._background else "people"
         waited = 0.0
         if self._background:

@@ -29,7 +29,9 @@ def _config(connection: Connection | None = None) -> Config:
 
 
 def head() -> str:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "the migrations have a head"
+    return head
 
 
 async def current(store: Store) -> str | None:

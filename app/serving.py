@@ -7,7 +7,7 @@ import contextlib
 import errno
 import resource
 import socket
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -63,7 +63,7 @@ class GuardedH11(H11Protocol):
 
 # uvicorn.run() arguments. limit_concurrency counts connections and requests in progress
 # (beyond it uvicorn answers 503 itself); each may buffer about 64 KiB of body ahead.
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "http": GuardedH11,
     "limit_concurrency": 1000,
     "backlog": 1024,

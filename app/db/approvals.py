@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from app.db.engine import Database
-from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+from app.db.models import Approval, OutboxTask, Status, TaskKind, table_of, utcnow
 from app.db.outbox import task
 
-_APPROVALS, _OUTBOX = Approval.__table__, OutboxTask.__table__
+_APPROVALS, _OUTBOX = table_of(Approval), table_of(OutboxTask)
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,16 @@ class Approvals:
         if not ids:
             return set()
         async with self._db.session() as s:
-            rows = await s.exec(select(Approval.id).where(Approval.id.in_(ids)))
+            rows = await s.exec(select(col(Approval.id)).where(col(Approval.id).in_(ids)))
             return set(rows.all())
 
     async def pending_ids(self, after: str | None, limit: int) -> list[str]:
         """Ids of pending approvals after `after`, in id order: one page of a keyset scan."""
-        query = select(Approval.id).where(Approval.status == Status.PENDING)
+        query = select(col(Approval.id)).where(col(Approval.status) == Status.PENDING)
         if after is not None:
-            query = query.where(Approval.id > after)
+            query = query.where(col(Approval.id) > after)
         async with self._db.session() as s:
-            rows = await s.exec(query.order_by(Approval.id).limit(limit))
+            rows = await s.exec(query.order_by(col(Approval.id)).limit(limit))
             return list(rows.all())
 
     async def waiting(self, limit: int) -> list[Waiting]:
@@ -88,8 +88,8 @@ class Approvals:
         columns = [getattr(Approval, f) for f in Waiting.__dataclass_fields__]
         query = (
             select(*columns)
-            .where(Approval.status == Status.PENDING, Approval.ts.is_not(None))
-            .order_by(Approval.created_at, Approval.id)
+            .where(col(Approval.status) == Status.PENDING, col(Approval.ts).is_not(None))
+            .order_by(col(Approval.created_at), col(Approval.id))
             .limit(limit)
         )
         async with self._db.session() as s:
@@ -99,18 +99,18 @@ class Approvals:
         if not ids:
             return {}
         async with self._db.session() as s:
-            rows = await s.exec(select(Approval).where(Approval.id.in_(ids)))
+            rows = await s.exec(select(Approval).where(col(Approval.id).in_(ids)))
             return {a.id: a for a in rows.all()}
 
     async def decided_since(self, since: datetime, queue: str | None = None) -> list[Approval]:
         """Decided approvals, oldest decision first (for the audit trail)."""
         query = select(Approval).where(
-            Approval.status != Status.PENDING, Approval.decided_at >= since
+            col(Approval.status) != Status.PENDING, col(Approval.decided_at) >= since
         )
         if queue is not None:
-            query = query.where(Approval.queue_name == queue)
+            query = query.where(col(Approval.queue_name) == queue)
         async with self._db.session() as s:
-            return list((await s.exec(query.order_by(Approval.decided_at))).all())
+            return list((await s.exec(query.order_by(col(Approval.decided_at)))).all())
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -120,8 +120,10 @@ class Approvals:
         async with self._db.session() as s:
             result = await s.exec(
                 update(Approval)
-                .where(Approval.id == approval_id, Approval.status == Status.PENDING)
-                .where(or_(Approval.claimed_until.is_(None), Approval.claimed_until < now))
+                .where(col(Approval.id) == approval_id, col(Approval.status) == Status.PENDING)
+                .where(
+                    or_(col(Approval.claimed_until).is_(None), col(Approval.claimed_until) < now)
+                )
                 .values(claimed_by=user, claimed_until=now + hold)
             )
             return result.rowcount == 1
@@ -130,14 +132,14 @@ class Approvals:
         async with self._db.session() as s:
             await s.exec(
                 update(Approval)
-                .where(Approval.id == approval_id, Approval.claimed_by == user)
+                .where(col(Approval.id) == approval_id, col(Approval.claimed_by) == user)
                 .values(claimed_by=None, claimed_until=None)
             )
 
     async def record_decision(
         self,
         approval_id: str,
-        status: str,
+        status: Status,
         decided_by: str | None,
         reason: str | None = None,
         expired: bool = False,
@@ -167,8 +169,8 @@ class Approvals:
         async with self._db.session() as s:
             rows = await s.exec(
                 select(Approval)
-                .where(Approval.expires_at <= now, Approval.status == Status.PENDING)
-                .order_by(Approval.expires_at)
+                .where(col(Approval.expires_at) <= now, col(Approval.status) == Status.PENDING)
+                .order_by(col(Approval.expires_at))
                 .limit(limit)
             )
             return list(rows.all())
@@ -177,8 +179,8 @@ class Approvals:
         async with self._db.session() as s:
             rows = await s.exec(
                 select(Approval)
-                .where(Approval.next_reminder_at <= now)
-                .order_by(Approval.next_reminder_at)
+                .where(col(Approval.next_reminder_at) <= now)
+                .order_by(col(Approval.next_reminder_at))
                 .limit(limit)
             )
             return list(rows.all())
@@ -192,11 +194,14 @@ class Approvals:
             for nudge in nudges:
                 result = await s.exec(
                     update(Approval)
-                    .where(Approval.id == nudge.approval_id, Approval.status == Status.PENDING)
-                    .where(Approval.next_reminder_at == nudge.due_at)
+                    .where(
+                        col(Approval.id) == nudge.approval_id,
+                        col(Approval.status) == Status.PENDING,
+                    )
+                    .where(col(Approval.next_reminder_at) == nudge.due_at)
                     .values(
                         next_reminder_at=nudge.next_at,
-                        reminders_sent=Approval.reminders_sent
+                        reminders_sent=col(Approval.reminders_sent)
                         + (1 if nudge.kind == TaskKind.REMIND else 0),
                     )
                 )

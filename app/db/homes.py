@@ -6,18 +6,20 @@ refresh the same person's tab at once, one of them publishes and the others see 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import select
+from sqlmodel import col, select
 
 from app.db.engine import Database
-from app.db.models import HomeTab
+from app.db.models import HomeTab, table_of
 
-_HOMES = HomeTab.__table__
-_INSERT = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+_HOMES = table_of(HomeTab)
+_INSERT: dict[str, Callable[[Table], Any]] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
 class HomeTabs:
@@ -31,11 +33,12 @@ class HomeTabs:
         statement = statement.on_conflict_do_update(index_elements=["user"], set_={"opened_at": at})
         async with self._db.session() as s:
             await s.exec(statement)
-            return (await s.get(HomeTab, user)).published
+            tab = await s.get(HomeTab, user)
+            return tab.published if tab else None
 
     async def recent(self, since: datetime) -> list[HomeTab]:
         async with self._db.session() as s:
-            rows = await s.exec(select(HomeTab).where(HomeTab.opened_at >= since))
+            rows = await s.exec(select(HomeTab).where(col(HomeTab.opened_at) >= since))
             return list(rows.all())
 
     async def claim(self, user: str, shown: str | None, new: str) -> bool:

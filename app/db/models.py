@@ -6,7 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Dialect, Index, String, Table
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from app import clock
@@ -26,6 +27,30 @@ class TaskKind(StrEnum):
     NOTIFY = "notify"  # a DM to the requester when the approval ends
 
 
+class _EnumText(TypeDecorator[Any]):
+    """An enum stored as its text (as the migrations made the column), read back as the enum."""
+
+    impl = String
+    cache_ok = True
+    enum: type[StrEnum]
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+class _StatusText(_EnumText):
+    cache_ok = True  # read from each class's own attributes
+    enum = Status
+
+
+class _KindText(_EnumText):
+    cache_ok = True
+    enum = TaskKind
+
+
 def utcnow() -> datetime:
     return clock.now()
 
@@ -39,7 +64,7 @@ class Approval(SQLModel, table=True):
     payload: Any = Field(default=None, sa_column=Column(JSON))
     workspace_id: str | None = None
     created_at: datetime
-    status: str = Field(default=Status.PENDING, index=True)
+    status: Status = Field(default=Status.PENDING, index=True, sa_type=_StatusText)
     # The Slack message, once posted.
     channel: str | None = None
     ts: str | None = None
@@ -75,9 +100,9 @@ class OutboxTask(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_lane_id", "lane", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)  # the database numbers each task
     approval_id: str = Field(foreign_key="approvals.id")
-    kind: str
+    kind: TaskKind = Field(sa_type=_KindText)
     # Tasks in one lane run one at a time, in id order (posts to one channel keep their order).
     lane: str
     created_at: datetime = Field(default_factory=utcnow)
@@ -117,3 +142,8 @@ class RotorBudgetRow(SQLModel, table=True):
     name: str = Field(primary_key=True)
     # Seconds since the epoch on the database's clock, like channel_pace.
     next_at: float
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A model's table, for Core statements (type checkers do not see SQLModel's __table__)."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, delete, func, or_, update
-from sqlmodel import select
+from sqlmodel import col, select
 
+from app.config import QueueRules
 from app.db.engine import Database
 from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
 
@@ -44,9 +45,11 @@ class OutboxTasks:
     async def due_lanes(self, now: datetime) -> list[str]:
         async with self._db.session() as s:
             rows = await s.exec(
-                select(OutboxTask.lane)
-                .where(OutboxTask.failed.is_(False), OutboxTask.not_before <= now)
-                .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
+                select(col(OutboxTask.lane))
+                .where(col(OutboxTask.failed).is_(False), col(OutboxTask.not_before) <= now)
+                .where(
+                    or_(col(OutboxTask.locked_until).is_(None), col(OutboxTask.locked_until) < now)
+                )
                 .distinct()
             )
             return list(rows.all())
@@ -65,8 +68,8 @@ class OutboxTasks:
                 heads = (
                     await s.exec(
                         select(OutboxTask)
-                        .where(OutboxTask.lane == lane, OutboxTask.failed.is_(False))
-                        .order_by(OutboxTask.id)
+                        .where(col(OutboxTask.lane) == lane, col(OutboxTask.failed).is_(False))
+                        .order_by(col(OutboxTask.id))
                         .limit(limit)
                     )
                 ).all()
@@ -80,16 +83,23 @@ class OutboxTasks:
                 ids = [task.id for task in run]
                 result = await s.exec(
                     update(OutboxTask)
-                    .where(OutboxTask.id.in_(ids))
-                    .where(or_(OutboxTask.locked_until.is_(None), OutboxTask.locked_until < now))
-                    .values(locked_until=now + lease, attempts=OutboxTask.attempts + 1)
+                    .where(col(OutboxTask.id).in_(ids))
+                    .where(
+                        or_(
+                            col(OutboxTask.locked_until).is_(None),
+                            col(OutboxTask.locked_until) < now,
+                        )
+                    )
+                    .values(locked_until=now + lease, attempts=col(OutboxTask.attempts) + 1)
                     # The loaded tasks are counted below, once (the ORM would count them too).
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount != len(ids):
                     raise _Taken  # another worker got there first: take nothing
                 wanted = {task.approval_id for task in run}
-                approvals = (await s.exec(select(Approval).where(Approval.id.in_(wanted)))).all()
+                approvals = (
+                    await s.exec(select(Approval).where(col(Approval.id).in_(wanted)))
+                ).all()
         except _Taken:
             return []
         by_id = {a.id: a for a in approvals}
@@ -103,7 +113,7 @@ class OutboxTasks:
         async with self._db.session() as s:
             result = await s.exec(
                 update(OutboxTask)
-                .where(OutboxTask.id == task_id, OutboxTask.attempts == attempts)
+                .where(col(OutboxTask.id) == task_id, col(OutboxTask.attempts) == attempts)
                 .values(locked_until=utcnow() + lease)
             )
             return result.rowcount == 1
@@ -114,29 +124,29 @@ class OutboxTasks:
             async with self._db.session() as s:
                 await s.exec(
                     update(OutboxTask)
-                    .where(OutboxTask.id.in_(task_ids))
-                    .values(locked_until=None, attempts=OutboxTask.attempts - 1)
+                    .where(col(OutboxTask.id).in_(task_ids))
+                    .values(locked_until=None, attempts=col(OutboxTask.attempts) - 1)
                 )
 
     async def finish(self, task_id: int, posted: Posted | None = None) -> None:
         """Done with a task; a post's message is recorded in the same transaction."""
         async with self._db.session() as s:
-            await s.exec(delete(OutboxTask).where(OutboxTask.id == task_id))
+            await s.exec(delete(OutboxTask).where(col(OutboxTask.id) == task_id))
             if posted is None:
                 return
             unscheduled = and_(
-                Approval.status == Status.PENDING, Approval.next_reminder_at.is_(None)
+                col(Approval.status) == Status.PENDING, col(Approval.next_reminder_at).is_(None)
             )
             await s.exec(
                 update(Approval)
-                .where(Approval.id == posted.approval_id)
+                .where(col(Approval.id) == posted.approval_id)
                 .values(
                     channel=posted.channel,
                     ts=posted.ts,
                     next_reminder_at=case(
-                        (unscheduled, posted.first_reminder), else_=Approval.next_reminder_at
+                        (unscheduled, posted.first_reminder), else_=col(Approval.next_reminder_at)
                     ),
-                    requester=func.coalesce(Approval.requester, posted.requester),
+                    requester=func.coalesce(col(Approval.requester), posted.requester),
                 )
             )
 
@@ -153,18 +163,22 @@ class OutboxTasks:
 
     async def _set(self, task_id: int, **values: object) -> None:
         async with self._db.session() as s:
-            await s.exec(update(OutboxTask).where(OutboxTask.id == task_id).values(**values))
+            await s.exec(update(OutboxTask).where(col(OutboxTask.id) == task_id).values(**values))
 
-    async def retry_failed(self, channel_for: Callable[[str], str]) -> int:
+    async def retry_failed(self, rules_for: Callable[[str], QueueRules]) -> int:
         """Put every failed task back in line (posts at their queue's channel); how many."""
         async with self._db.session() as s:
-            failed = (await s.exec(select(OutboxTask).where(OutboxTask.failed.is_(True)))).all()
+            failed = (
+                await s.exec(select(OutboxTask).where(col(OutboxTask.failed).is_(True)))
+            ).all()
             for task in failed:
                 task.failed, task.attempts, task.not_before = False, 0, utcnow()
                 task.locked_until = None
                 if task.kind == TaskKind.POST:
                     approval = await s.get(Approval, task.approval_id)
-                    task.lane = channel_for(approval.queue_name)
+                    channel = rules_for(approval.queue_name).channel if approval else None
+                    if channel is not None:
+                        task.lane = channel
             return len(failed)
 
     async def stats(self) -> tuple[int, int, datetime | None]:
@@ -172,10 +186,12 @@ class OutboxTasks:
         async with self._db.session() as s:
             waiting, oldest = (
                 await s.exec(
-                    select(func.count(), func.min(OutboxTask.created_at)).where(
-                        OutboxTask.failed.is_(False)
+                    select(func.count(), func.min(col(OutboxTask.created_at))).where(
+                        col(OutboxTask.failed).is_(False)
                     )
                 )
             ).one()
-            failed = (await s.exec(select(func.count()).where(OutboxTask.failed.is_(True)))).one()
+            failed = (
+                await s.exec(select(func.count()).where(col(OutboxTask.failed).is_(True)))
+            ).one()
             return waiting, failed, oldest

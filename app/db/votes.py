@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import delete, select
+from sqlmodel import col, delete, select
 
 from app.db.engine import Database
 from app.db.models import Approval, Status, TaskKind, Vote
@@ -40,7 +40,9 @@ class Votes:
     async def withdraw(self, approval_id: str, user: str) -> None:
         """Take back a vote whose decision could not be made (Rotor failed)."""
         async with self._db.session() as s:
-            await s.exec(delete(Vote).where(Vote.approval_id == approval_id, Vote.user == user))
+            await s.exec(
+                delete(Vote).where(col(Vote.approval_id) == approval_id, col(Vote.user) == user)
+            )
 
     async def voters(self, approval_id: str) -> list[str]:
         async with self._db.session() as s:
@@ -53,7 +55,9 @@ class Votes:
             for start in range(0, len(approval_ids), 500):
                 chunk = approval_ids[start : start + 500]
                 rows = await s.exec(
-                    select(Vote).where(Vote.approval_id.in_(chunk)).order_by(Vote.voted_at)
+                    select(Vote)
+                    .where(col(Vote.approval_id).in_(chunk))
+                    .order_by(col(Vote.voted_at))
                 )
                 for vote in rows.all():
                     found[vote.approval_id].append((vote.user, vote.voted_at))
@@ -62,6 +66,8 @@ class Votes:
     @staticmethod
     async def _voters(s, approval_id: str) -> list[str]:
         rows = await s.exec(
-            select(Vote.user).where(Vote.approval_id == approval_id).order_by(Vote.voted_at)
+            select(col(Vote.user))
+            .where(col(Vote.approval_id) == approval_id)
+            .order_by(col(Vote.voted_at))
         )
         return list(rows.all())

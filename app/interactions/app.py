@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def reject_form(body: dict) -> RejectForm | None:
     """The reject modal's metadata, when the request comes from that modal."""
-    view = body.get("view") if isinstance(body.get("view"), dict) else {}
+    view = body["view"] if isinstance(body.get("view"), dict) else {}
     metadata = view.get("private_metadata")
     return RejectForm.load(metadata) if isinstance(metadata, str) and metadata else None
 
@@ -38,7 +38,7 @@ def answer_url(body: dict, form: RejectForm | None) -> str | None:
 def home_user(body: dict, form: RejectForm | None) -> str | None:
     """Who clicked, when the click came from their Home tab (or a modal opened from there):
     the answer goes on the tab, as there is no response_url."""
-    view = body.get("view") if isinstance(body.get("view"), dict) else {}
+    view = body["view"] if isinstance(body.get("view"), dict) else {}
     if view.get("type") == "home" or (form and form.home):
         user = (body.get("user") or {}).get("id")
         return user if isinstance(user, str) else None

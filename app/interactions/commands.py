@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 from app.db.models import Status
 from app.slack.blocks.listing import ListQuery
@@ -45,7 +46,7 @@ def looks_like_status(word: str) -> bool:
     return bool(difflib.get_close_matches(word.lower(), STATUSES, n=1, cutoff=0.75))
 
 
-def unknown_word(word: str, queues: list[str] = ()) -> str:
+def unknown_word(word: str, queues: Sequence[str] = ()) -> str:
     """For a word that is no status and no queue: a close queue name, if there is one."""
     close = difflib.get_close_matches(word, list(queues), n=1, cutoff=0.6)
     guess = f" Did you mean {code(close[0], 100)}?" if close else ""

@@ -322,7 +322,7 @@ class FakeSlack(PeopleInSlack):
 
     def api_views_open(self, args: dict) -> dict:
         trigger = args.get("trigger_id")
-        issued = self._triggers.pop(trigger, None)
+        issued = self._triggers.pop(trigger, None) if isinstance(trigger, str) else None
         if issued is None:
             raise SlackError("invalid_trigger_id")
         if time.monotonic() - issued[0] > TRIGGER_SECONDS:

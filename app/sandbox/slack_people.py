@@ -7,8 +7,11 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -20,7 +23,7 @@ from app.sandbox.slack_objects import (
     ResponseUrl,
     dm_channel,
 )
-from app.sandbox.socket_mode import envelope_parts
+from app.sandbox.socket_mode import SocketModeServer, envelope_parts
 
 APP_ID = "A0ROTORSLACK"
 
@@ -38,6 +41,22 @@ def sign_slack(secret: str, body: str, timestamp: int | None = None) -> dict[str
 
 class PeopleInSlack:
     """Mixed into FakeSlack: what its people do, sent to the app as Slack sends it."""
+
+    # FakeSlack's state and helpers, which these act on.
+    app_token: str | None
+    socket: SocketModeServer
+    signing_secret: str
+    app_url: str
+    _http: httpx.Client
+    _lock: threading.RLock
+    _ids: Iterator[int]
+    people_seen: set[str]
+    homes: dict[str, HomeTab]
+    views: dict[str, dict]
+    ephemerals: list[Ephemeral]
+    _new_response_url: Callable[[ResponseUrl], str]
+    _new_trigger: Callable[[str], str]
+    _next_ts: Callable[[], str]
 
     def _send(
         self, form: dict[str, str], timestamp: int | None = None, app_url: str | None = None
@@ -103,8 +122,8 @@ class PeopleInSlack:
             target = ResponseUrl(
                 user,
                 source.channel,
-                message_ts=None if ephemeral else source.ts,
-                ephemeral_id=source.id if ephemeral else None,
+                message_ts=None if isinstance(source, Ephemeral) else source.ts,
+                ephemeral_id=source.id if isinstance(source, Ephemeral) else None,
             )
             payload = {
                 **self._interaction("block_actions", user),
@@ -203,7 +222,7 @@ class PeopleInSlack:
         if response.status_code == 200 and response.content:
             # Slack shows an ack's body to the user: JSON with text/blocks, or plain text.
             is_json = response.headers.get("content-type", "").startswith("application/json")
-            body = response.json() if is_json else {"text": response.text}
+            body: dict[str, Any] = response.json() if is_json else {"text": response.text}
             with self._lock:
                 self.ephemerals.append(
                     Ephemeral(

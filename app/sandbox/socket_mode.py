@@ -87,6 +87,7 @@ class SocketModeServer:
         self._bind_loop()
         connection = _Connection(f"c{next(self._names)}", websocket)
         self._open.append(connection)
+        assert self._changed is not None  # bound just above
         self._changed.set()
         try:
             await websocket.send_json(
@@ -192,6 +193,7 @@ class SocketModeServer:
         try:
             async with asyncio.timeout(CONNECT_SECONDS):
                 while not self._open:
+                    assert self._changed is not None  # bound with the loop, before any send
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:

@@ -50,7 +50,7 @@ class Poll(Worker):
 
     async def poll_once(self) -> int:
         """Record the approvals pending in Rotor that are newer than every known one."""
-        recorded, cursor, seen = 0, None, set()
+        recorded, cursor, seen = 0, None, set[str]()
         while True:
             page = await self.rotor.list_approvals(
                 status=Status.PENDING, limit=PAGE_SIZE, cursor=cursor

@@ -71,14 +71,10 @@ class Reminders(Worker):
         return queued
 
     def _nudge(self, approval: Approval, now: datetime) -> Nudge:
+        due, channel = approval.next_reminder_at, approval.channel
+        assert due is not None and channel is not None  # both set when the message was posted
         if approval.reminders_sent >= self.policy.escalate_after:
             # The last word: no more reminders after the escalation.
-            channel = self.policy.escalation_channel or approval.channel
-            return Nudge(approval.id, approval.next_reminder_at, TaskKind.ESCALATE, channel, None)
-        return Nudge(
-            approval.id,
-            approval.next_reminder_at,
-            TaskKind.REMIND,
-            approval.channel,
-            now + self.policy.every,
-        )
+            where = self.policy.escalation_channel or channel
+            return Nudge(approval.id, due, TaskKind.ESCALATE, where, None)
+        return Nudge(approval.id, due, TaskKind.REMIND, channel, now + self.policy.every)

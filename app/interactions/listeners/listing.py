@@ -30,8 +30,8 @@ async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltCont
         await ack(text=query)
         return
     policy = services(context).decider.policy
-    known = query.queue is None or policy.queue(query.queue)
-    if not known and looks_like_status(query.queue):
+    unknown = query.queue is not None and policy.queue(query.queue) is None
+    if query.queue is not None and unknown and looks_like_status(query.queue):
         await ack(text=unknown_word(query.queue, [q.name for q in policy.queues]))
         return
     await ack()

@@ -72,7 +72,7 @@ def title(template: str | None, facts: Facts | None, default: str) -> str:
     """Plain text (never parsed), one line, clipped to the header's 150 characters. A template
     none of whose payload paths the payload has gives `default` (not "Pay ? ? to ?")."""
     resolved = template and facts and _resolves(template, facts)
-    text = render(template, facts) if resolved else default
+    text = render(template, facts) if template and facts and resolved else default
     return clip(one_line_clean(text, 1000), 150)
 
 
