@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
 from datetime import timedelta
@@ -19,11 +20,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app import signing, templates
+from app import rules, signing, templates
 
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")  # libpq's
@@ -145,8 +147,9 @@ class RotorPolicy(_Strict):
 PayloadPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)]
 
 
-class QueuePolicy(_Strict):
-    name: str = Field(min_length=1)
+class QueueKeys(_Strict):
+    """The keys a queue sets, and a rule of the queue may override."""
+
     channel: ChannelId | None = None
     approvers: list[ApproverId] | None = None
     # Distinct approvers needed before Rotor is approved.
@@ -159,6 +162,8 @@ class QueuePolicy(_Strict):
     fields: list[str] = []  # payload paths shown as labelled summary fields
     link: str | None = Field(default=None, max_length=2000)  # "Open in Rotor" URL template
     mask: list[str] = []  # payload paths to mask besides secret-looking ones
+    # Step-up: to approve, type the value at this payload path (an amount, a name).
+    confirm: PayloadPath | None = None
 
     @field_validator("title")
     @classmethod
@@ -183,6 +188,44 @@ class QueuePolicy(_Strict):
         return [templates.check_path(p) for p in v]
 
 
+class RulePolicy(QueueKeys):
+    """`[[queues.rules]]`: when `when` holds for a payload, these keys override the queue's."""
+
+    when: str = Field(min_length=1, max_length=2000)
+    name: str = Field(min_length=1, max_length=80)
+    _condition: rules.Condition = PrivateAttr()
+
+    def model_post_init(self, _context: object) -> None:
+        self._condition = rules.compile_condition(self.when)  # checked by QueuePolicy first
+
+    @property
+    def condition(self) -> rules.Condition:
+        return self._condition
+
+    def overrides(self) -> dict[str, Any]:
+        """Only the keys this rule writes."""
+        return self.model_dump(include=self.model_fields_set - {"when", "name"})
+
+
+class QueuePolicy(QueueKeys):
+    name: str = Field(min_length=1)
+    rules: list[RulePolicy] = Field(default=[], max_length=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _conditions(cls, data: Any) -> Any:
+        """A `when` that is not valid CEL is named with its queue and rule, in one line."""
+        if isinstance(data, dict) and isinstance(data.get("rules"), list):
+            for rule in data["rules"]:
+                if isinstance(rule, dict) and isinstance(rule.get("when"), str):
+                    try:
+                        rules.compile_condition(rule["when"])
+                    except ValueError as e:
+                        queue, name = data.get("name"), rule.get("name")
+                        raise ValueError(f"queue {queue!r}, rule {name!r}: when: {e}") from None
+        return data
+
+
 class QueueRules(_Strict):
     """How one approval is handled: its queue's keys with every default applied. Blocks,
     decisions and workers read only this, never the policy file's raw keys."""
@@ -197,6 +240,14 @@ class QueueRules(_Strict):
     fields: tuple[str, ...] = ()
     link: str | None = None
     mask: tuple[str, ...] = ()
+    confirm: str | None = None  # step-up: the payload path an approver types to approve
+    rule: str | None = None  # the `[[queues.rules]]` that applied, by name
+    unchecked: bool = False  # it applied because its condition could not be evaluated
+
+    @property
+    def deciders(self) -> tuple[tuple[str, ...] | None, str | None]:
+        """Who may decide: the approvers, or with none the channel's members."""
+        return self.approvers, self.channel
 
     @property
     def templated(self) -> bool:
@@ -235,6 +286,30 @@ class Policy(_Strict):
         if rules is None:
             rules = self._rules[""].model_copy(update={"queue": queue_name})
         return rules
+
+    def resolve(self, queue_name: str, payload: Any, job_id: str) -> QueueRules:
+        """The rules for one approval, once when it arrives: its queue's, overridden by the
+        first of the queue's `[[queues.rules]]` whose condition holds (or cannot be checked)."""
+        queue = self.queue(queue_name)
+        base = self.rules_for(queue_name)
+        if queue is None or not queue.rules:
+            return base
+        variables = rules.bind(payload, queue_name, job_id)
+        for rule in queue.rules:
+            outcome = rule.condition.check(variables)
+            if outcome is not rules.Outcome.FAILS:
+                unchecked = outcome is rules.Outcome.UNCHECKED
+                keys = base.model_dump() | rule.overrides() | {"rule": rule.name}
+                return QueueRules.model_validate(keys | {"unchecked": unchecked})
+        return base
+
+    def rules_of(self, queue_name: str, stored: dict[str, Any] | None) -> QueueRules:
+        """An approval's rules as resolved when it arrived; its queue's as the policy says
+        today when none were kept (it arrived before this version kept them)."""
+        if stored:
+            with contextlib.suppress(ValidationError):
+                return QueueRules.model_validate(stored)
+        return self.rules_for(queue_name)
 
     def model_post_init(self, _context: object) -> None:
         # Resolved once: every click, render and sweep reads these and never the raw keys.

@@ -20,6 +20,7 @@ from app.config import Policy, QueueRules
 from app.db import Store
 from app.db.models import Approval, Status, utcnow
 from app.intake import Intake, from_rotor
+from app.payload import at_path, typed_matches
 from app.retry import backoff
 from app.rotor import RotorClient, RotorConflict, RotorError, RotorNotFound
 from app.slack.approvers import ApproverCheck
@@ -107,7 +108,7 @@ class Decider:
         return approval
 
     def rules(self, approval: Approval) -> QueueRules:
-        return self.policy.rules_for(approval.queue_name)
+        return self.policy.rules_of(approval.queue_name, approval.rules)
 
     async def may_decide(self, user: str, rules: QueueRules) -> bool:
         """Whether `user` may decide (and so see) approvals under `rules`."""
@@ -127,12 +128,18 @@ class Decider:
         return approval
 
     async def decide(
-        self, approval_id: str, user: str, status: Status, reason: str | None = None
+        self,
+        approval_id: str,
+        user: str,
+        status: Status,
+        reason: str | None = None,
+        typed: str | None = None,
     ) -> Approval:
         """Decide in Rotor and record it; raises `errors.DecisionRefused` when it did not.
+        `typed` is what the approver typed where a step-up rule asks for a payload value.
         Returns the approval as it now stands: decided, or pending with this vote counted."""
         with self.in_flight.track():
-            return await self._decide(approval_id, user, status, reason)
+            return await self._decide(approval_id, user, status, reason, typed)
 
     async def requester(self, approval: Approval) -> str | None:
         """Who asked for the job: resolved when it was posted, or now if it was not."""
@@ -141,7 +148,7 @@ class Decider:
         return await self.requesters.resolve(approval.payload, self.rules(approval).requester)
 
     async def _decide(
-        self, approval_id: str, user: str, status: Status, reason: str | None
+        self, approval_id: str, user: str, status: Status, reason: str | None, typed: str | None
     ) -> Approval:
         extra = {"approval_id": approval_id, "user": user}
         verb = verb_for(status)
@@ -154,6 +161,11 @@ class Decider:
             if await self.requester(approval) == user:
                 metrics.DECISIONS.labels(outcome="forbidden").inc()
                 raise errors.OwnRequest()
+            if (path := self.rules(approval).confirm) is not None:
+                if typed is None:
+                    raise errors.ConfirmationNeeded(path)
+                if not typed_matches(typed, at_path(approval.payload, path)):
+                    raise errors.ConfirmationWrong(path)
             required = self.rules(approval).required_approvals
             if required > 1:
                 voters = await self.votes.cast(approval_id, user, required)

@@ -12,6 +12,8 @@ person who clicked.
      ├── AlreadyDecided      the approval is no longer pending here
      ├── ClaimHeld           someone else's click is deciding it right now
      ├── Expired             it waited past its queue's expire_after: rejected as expired now
+     ├── ConfirmationNeeded  a step-up rule: approving takes typing a payload value
+     ├── ConfirmationWrong   the value typed is not the payload's
      ├── RotorFailed         Rotor failed the decision; the claim was released
      ├── DecidedElsewhere    Rotor answered 409: decided outside Slack (recorded)
      ├── StillPending        Rotor answered 409 but still lists it pending
@@ -95,6 +97,18 @@ class Expired(DecisionRefused):
     def __init__(self, after: str) -> None:
         super().__init__(after)
         self.after = after  # as the policy writes it: 6h
+
+
+class ConfirmationNeeded(DecisionRefused):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path  # the payload path to type
+
+
+class ConfirmationWrong(DecisionRefused):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 class RotorFailed(DecisionRefused):

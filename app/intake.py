@@ -47,7 +47,9 @@ class Intake:
 
     async def accept(self, approval: Approval) -> bool:
         """Record a new approval with its post task; False when it is known already."""
-        rules = self._policy.rules_for(approval.queue_name)
+        # Resolved once and kept: a later policy file applies to later approvals only.
+        rules = self._policy.resolve(approval.queue_name, approval.payload, approval.job_id)
+        approval.rules = rules.model_dump(mode="json")
         if rules.expire_after and approval.status == Status.PENDING:
             approval.expires_at = approval.created_at + rules.expire_after
         assert rules.channel is not None, "serve requires slack.default_channel"

@@ -1,7 +1,10 @@
-"""Reading a job's payload by dotted path (`beneficiary.name`, `items.0.sku`). Pure."""
+"""Reading a job's payload by dotted path (`beneficiary.name`, `items.0.sku`), and telling
+whether a value someone typed is the one there. Pure."""
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 MISSING = object()
@@ -18,3 +21,34 @@ def at_path(payload: Any, path: str) -> Any:
         else:
             return MISSING
     return value
+
+
+_GROUPING = re.compile(r"[\s,_'\u00a0\u202f]")  # 48,500 · 48 500 · 48_500 · 48'500
+
+
+def _number(value: object) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, str) and len(value) <= 100:
+        text = _GROUPING.sub("", value.strip())
+    else:
+        return None
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def typed_matches(typed: str, expected: object) -> bool:
+    """Whether `typed` is `expected`: numbers as numbers (`48,500` and `48500.00` are 48500),
+    text ignoring case and surrounding or repeated spaces. A missing value matches nothing."""
+    if expected is MISSING or expected is None or isinstance(expected, dict | list):
+        return False
+    want = _number(expected)
+    if want is not None:
+        return _number(typed) == want
+    words = " ".join(typed.split()).casefold()
+    return bool(words) and words == " ".join(str(expected).split()).casefold()

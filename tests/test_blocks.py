@@ -564,8 +564,11 @@ def test_pending_list_items_show_the_quorum_s_progress():
     from app.config import parse_policy
 
     policy = parse_policy("[[queues]]\nname = 'payments'\nrequired_approvals = 2")
-    item = ListItem("apv_" + "a" * 32, "payments", "job_1", "pending", {}, NOW, voters=("U0CAROL",))
-    (section, _) = approvals_list([item], ListQuery(), None, NOW, 0, policy.rules_for)[1:3]
+    rules = policy.rules_for("payments")
+    item = ListItem(
+        "apv_" + "a" * 32, "payments", "job_1", "pending", {}, NOW, voters=("U0CAROL",), rules=rules
+    )
+    (section, _) = approvals_list([item], ListQuery(), None, NOW, 0)[1:3]
     assert "*1 of 2 approvals:* <@U0CAROL>" in section.to_dict()["text"]["text"]
 
 

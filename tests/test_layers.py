@@ -22,6 +22,7 @@ LAYERS = [
         [
             "app.config",
             "app.templates",
+            "app.rules",
             "app.signing",
             "app.errors",
             "app.metrics",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +43,7 @@ class Waiting:
     requester: str | None
     channel: str
     ts: str
+    rules: dict[str, Any] | None = None  # as resolved when it arrived
 
 
 class Approvals:

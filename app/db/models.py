@@ -84,6 +84,8 @@ class Approval(SQLModel, table=True):
     # it ended that way.
     expires_at: datetime | None = Field(default=None, index=True)
     expired: bool = False
+    # How it is handled (app.config.QueueRules, as JSON): resolved once, when it arrived.
+    rules: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Vote(SQLModel, table=True):

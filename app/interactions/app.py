@@ -16,26 +16,26 @@ from app import errors
 from app.interactions.listeners import Services, decide, home, listing
 from app.interactions.notices import notice
 from app.interactions.respond import ResponseUrls, tell
-from app.slack.ids import ActionId, CallbackId, RejectForm
+from app.slack.ids import ActionId, CallbackId, DecisionForm
 
 log = logging.getLogger(__name__)
 
 
-def reject_form(body: dict) -> RejectForm | None:
-    """The reject modal's metadata, when the request comes from that modal."""
+def decision_form(body: dict) -> DecisionForm | None:
+    """The reject or confirm modal's metadata, when the request comes from one."""
     view = body["view"] if isinstance(body.get("view"), dict) else {}
     metadata = view.get("private_metadata")
-    return RejectForm.load(metadata) if isinstance(metadata, str) and metadata else None
+    return DecisionForm.load(metadata) if isinstance(metadata, str) and metadata else None
 
 
-def answer_url(body: dict, form: RejectForm | None) -> str | None:
+def answer_url(body: dict, form: DecisionForm | None) -> str | None:
     """Where to answer the person: the request's response_url, or the one a modal carries."""
     if body.get("response_url"):
         return body["response_url"]
     return form.response_url if form else None
 
 
-def home_user(body: dict, form: RejectForm | None) -> str | None:
+def home_user(body: dict, form: DecisionForm | None) -> str | None:
     """Who clicked, when the click came from their Home tab (or a modal opened from there):
     the answer goes on the tab, as there is no response_url."""
     view = body["view"] if isinstance(body.get("view"), dict) else {}
@@ -63,7 +63,7 @@ def build_bolt_app(
     async def carry(context: AsyncBoltContext, body: dict, next_: Callable[[], Awaitable]):
         context["services"] = services
         # Only ever Slack's own response_urls: a forged one must not aim our POSTs elsewhere.
-        form = reject_form(body)
+        form = decision_form(body)
         context["response_url"] = response_urls.trusted(answer_url(body, form))
         context["home_user"] = home_user(body, form)
         await next_()
@@ -73,6 +73,7 @@ def build_bolt_app(
     app.action(ActionId.VIEW_PAYLOAD.pattern())(explained(decide.view_payload))
     app.action(ActionId.OPEN_LINK.pattern())(explained(decide.open_link))
     app.view(CallbackId.REJECT.value)(explained(decide.reject_submitted))
+    app.view(CallbackId.CONFIRM.value)(explained(decide.confirm_submitted))
     app.event("app_home_opened")(explained(home.opened))
     app.command("/approvals")(explained(listing.approvals_command))
     app.action(ActionId.LIST_MORE.value)(explained(listing.more))

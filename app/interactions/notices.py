@@ -44,6 +44,10 @@ def notice(error: Exception) -> str | None:
                 f"This approval expired: no decision within {escape(after)}, so it was rejected "
                 "as expired. Nothing else was decided."
             )
+        case errors.ConfirmationNeeded(path=path):
+            return f"Approving this job takes typing its {code(path, 100)}: click Approve again."
+        case errors.ConfirmationWrong(path=path):
+            return f"That is not this job's {code(path, 100)}. Nothing was decided."
         case errors.RotorFailed(verb=verb, detail=detail):
             return f"Could not {verb}: {escape(detail)}. Nothing was decided; try again."
         case errors.DecidedElsewhere(status=status):

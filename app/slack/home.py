@@ -90,23 +90,25 @@ class HomeTabs:
         """Pending approvals `user` may decide, minus their own requests and those they have
         approved already (in a quorum), oldest first."""
         snapshot = snapshot or await self._snapshot()
-        queues = {w.queue_name for w in snapshot.waiting}
-        allowed = {}
-        for queue in queues:
-            rules = self.policy.rules_for(queue)
-            allowed[queue] = await self.approvers.allowed(user, rules.approvers, rules.channel)
+        # One check per distinct set of deciders (a queue's, or a rule's), not per approval.
+        allowed: dict[tuple[tuple[str, ...] | None, str | None], bool] = {}
+        for w in snapshot.waiting:
+            rules = self.policy.rules_of(w.queue_name, w.rules)
+            who = rules.deciders
+            if who not in allowed:
+                allowed[who] = await self.approvers.allowed(user, *who)
         return [
             w
             for w in snapshot.waiting
-            if allowed[w.queue_name]
+            if allowed[self.policy.rules_of(w.queue_name, w.rules).deciders]
             and w.requester != user
             and user not in snapshot.voters.get(w.id, ())
         ]
 
     async def _snapshot(self) -> Snapshot:
         waiting = await self.store.approvals.waiting(WAITING_MAX)
-        rules_for = self.policy.rules_for
-        quorum = [w.id for w in waiting if rules_for(w.queue_name).required_approvals > 1]
+        rules_of = self.policy.rules_of
+        quorum = [w.id for w in waiting if rules_of(w.queue_name, w.rules).required_approvals > 1]
         votes = await self.store.votes.of(quorum)
         return Snapshot(waiting, {i: [user for user, _ in v] for i, v in votes.items()})
 
@@ -145,7 +147,7 @@ class HomeTabs:
             approval = snapshot.approvals.get(approval_id)
             if approval is None:
                 return None
-            rules = self.policy.rules_for(approval.queue_name)
+            rules = self.policy.rules_of(approval.queue_name, approval.rules)
             quorum = Quorum(rules.required_approvals, snapshot.voters.get(approval_id, []))
             return Shown(approval, rules, quorum, _permalink(workspace, approval))
 

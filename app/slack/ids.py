@@ -44,10 +44,13 @@ def approval_of(action: dict) -> str | None:
 
 class CallbackId(StrEnum):
     REJECT = "reject_reason"
+    CONFIRM = "confirm_approval"  # step-up: type a payload value to approve
 
 
 REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
 REASON_MAX = 3000
+CONFIRM_BLOCK, CONFIRM_INPUT = "confirm", "confirm_input"
+CONFIRM_MAX = 200
 
 
 class _Carried(BaseModel):
@@ -92,8 +95,9 @@ class ListPage(_Carried):
         return cls.load(carried) if carried else None
 
 
-class RejectForm(_Carried):
-    """The reject modal's private_metadata: which approval, and where to answer."""
+class DecisionForm(_Carried):
+    """The private_metadata of the reject and confirm modals: which approval, and where to
+    answer."""
 
     id: str = Field(pattern=APPROVAL_ID_PATTERN)
     response_url: str | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from app.config import Policy
+from app.config import Policy, QueueRules
 from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
 from app.db.outbox import Posted
 from app.db.votes import Votes
@@ -88,7 +88,7 @@ class Delivery:
     async def remind(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
         if approval.status != Status.PENDING or approval.channel is None:
             return  # decided since it was queued
-        rules = self.policy.rules_for(approval.queue_name)
+        rules = self._rules(approval)
         text = blocks.reminder_text(approval, rules, utcnow(), await self._quorum(approval))
         await gate(approval.channel)
         await self.slack.post(approval.channel, text, thread_ts=approval.ts)
@@ -96,7 +96,7 @@ class Delivery:
     async def escalate(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
         if approval.status != Status.PENDING:
             return
-        rules = self.policy.rules_for(approval.queue_name)
+        rules = self._rules(approval)
         link = await self._permalink(approval)
         text = blocks.escalation_text(approval, rules, link, utcnow(), await self._quorum(approval))
         await gate(task.lane)
@@ -111,20 +111,23 @@ class Delivery:
 
     # --- what the kinds share ----------------------------------------------------------
 
+    def _rules(self, approval: Approval) -> QueueRules:
+        return self.policy.rules_of(approval.queue_name, approval.rules)
+
     async def _requester(self, approval: Approval) -> str | None:
-        path = self.policy.rules_for(approval.queue_name).requester
+        path = self._rules(approval).requester
         requester = await self.requesters.resolve(approval.payload, path)
         if path and requester is None:
             log.info("requester not resolved from %s", path, extra={"approval_id": approval.id})
         return requester
 
     async def _quorum(self, approval: Approval) -> Quorum:
-        required = self.policy.rules_for(approval.queue_name).required_approvals
+        required = self._rules(approval).required_approvals
         voters = await self.votes.voters(approval.id) if required > 1 else []
         return Quorum(required, voters)
 
     async def _message(self, approval: Approval, channel: str) -> blocks.Message:
-        rules = self.policy.rules_for(approval.queue_name)
+        rules = self._rules(approval)
         return blocks.approval_message(
             approval,
             rules,

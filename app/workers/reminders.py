@@ -32,7 +32,7 @@ class Reminders(Worker):
     ) -> None:
         super().__init__()
         self.approvals, self.policy, self._wake = store.approvals, policy.reminders, wake_outbox
-        self._rules_for, self._expire = policy.rules_for, expire
+        self._rules_of, self._expire = policy.rules_of, expire
         self.period = self.policy.check_every.total_seconds()
 
     async def round(self) -> None:
@@ -45,7 +45,7 @@ class Reminders(Worker):
             return 0
         expired = 0
         for approval in await self.approvals.due_expiries(utcnow()):
-            after = self._rules_for(approval.queue_name).expire_after
+            after = self._rules_of(approval.queue_name, approval.rules).expire_after
             if after is None:
                 continue  # the policy no longer expires this queue
             try:

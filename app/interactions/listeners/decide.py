@@ -1,4 +1,5 @@
-"""Approve and Reject buttons, the reject reason modal, and "View full payload"."""
+"""Approve and Reject buttons, the reject reason and step-up confirm modals, and "View full
+payload"."""
 
 from __future__ import annotations
 
@@ -6,21 +7,27 @@ import logging
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.models.views import View
 
+from app import errors
 from app.config import Policy
 from app.db.models import Approval, Status
 from app.interactions.listeners import services
 from app.interactions.listeners.listing import show_again
 from app.interactions.respond import MODAL_FAILED, open_modal, tell
+from app.payload import at_path, typed_matches
 from app.slack.blocks.approval import title_of
-from app.slack.blocks.modals import payload_modal, reject_modal
+from app.slack.blocks.modals import confirm_modal, payload_modal, reject_modal
+from app.slack.blocks.templates import label
 from app.slack.blocks.text import code, escape, mention
 from app.slack.ids import (
+    CONFIRM_BLOCK,
+    CONFIRM_INPUT,
     REASON_BLOCK,
     REASON_INPUT,
     REASON_MAX,
+    DecisionForm,
     ListPage,
-    RejectForm,
     approval_of,
 )
 
@@ -34,29 +41,87 @@ def _button_approval(action: dict) -> str | None:
     return approval_id
 
 
+def _form(approval_id: str, body: dict, action: dict, context: AsyncBoltContext) -> DecisionForm:
+    """Where a modal opened from this click answers: the tab, the list page, the message."""
+    listed = None
+    if body.get("container", {}).get("is_ephemeral"):
+        listed = ListPage.of_item(action.get("block_id") or "")
+    return DecisionForm(
+        id=approval_id,
+        response_url=context["response_url"],
+        home=True if context.get("home_user") else None,
+        listed=listed,
+    )
+
+
+async def _open(
+    context: AsyncBoltContext, trigger_id: str, form: DecisionForm, modal: View
+) -> None:
+    opened = await open_modal(services(context).slack, trigger_id, form.response_url, modal)
+    if not opened and form.home:
+        await services(context).home.show(context["home_user"], MODAL_FAILED)
+
+
 async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
     if not (approval_id := _button_approval(action)):
         return
     decider = services(context).decider
     user = body["user"]["id"]
-    approval = await decider.decide(approval_id, user, Status.APPROVED)
-    home_user = context.get("home_user")
-    if home_user or body.get("container", {}).get("is_ephemeral"):
-        # The list or the tab does not show the channel message: say it worked, naming the job.
-        text = done_text(approval, decider.policy)
-        if home_user:
-            await services(context).home.show(home_user, text)
-            return
-        if listed := ListPage.of_item(action.get("block_id") or ""):
-            # The page it was on, again: no live buttons left on what was decided.
-            await show_again(context, user, listed, context["response_url"])
-        await tell(context["response_url"], text)
+    form = _form(approval_id, body, action, context)
+    try:
+        approval = await decider.decide(approval_id, user, Status.APPROVED)
+    except errors.ConfirmationNeeded:
+        # A step-up rule: the approver types the value in a form (its trigger_id is fresh).
+        approval = await decider.load(approval_id)
+        modal = confirm_modal(approval, decider.rules(approval), form)
+        await _open(context, body["trigger_id"], form, modal)
+        return
+    if form.home or form.listed or body.get("container", {}).get("is_ephemeral"):
+        await _answer(context, user, form, approval)
+
+
+async def _answer(
+    context: AsyncBoltContext, user: str, form: DecisionForm, approval: Approval
+) -> None:
+    """The list or the tab does not show the channel message: say it worked, naming the job."""
+    text = done_text(approval, services(context).decider.policy)
+    if form.home:
+        await services(context).home.show(user, text)
+        return
+    if form.listed:
+        # The page it was on, again: no live buttons left on what was decided.
+        await show_again(context, user, form.listed, form.response_url)
+    await tell(form.response_url, text)
+
+
+async def confirm_submitted(
+    ack: AsyncAck, body: dict, view: dict, context: AsyncBoltContext
+) -> None:
+    state = view["state"]["values"].get(CONFIRM_BLOCK, {}).get(CONFIRM_INPUT, {})
+    typed = (state.get("value") or "").strip()
+    form = DecisionForm.load(view.get("private_metadata") or "")
+    decider = services(context).decider
+    approval = await decider.approvals.get(form.id) if form else None
+    if form is None or approval is None:
+        await ack()
+        return  # not metadata we wrote, or an approval no longer stored
+    path = decider.rules(approval).confirm
+    if path is not None and not typed_matches(typed, at_path(approval.payload, path)):
+        # Refused inside the form: nothing is decided, and the approver can look again.
+        wrong = f"That is not this job's {label(path).lower()}. Check it against the request."
+        await ack(response_action="errors", errors={CONFIRM_BLOCK: wrong})
+        return
+    await ack()
+    user = body["user"]["id"]
+    decided = await decider.decide(form.id, user, Status.APPROVED, typed=typed)
+    if form.home or form.listed:
+        await _answer(context, user, form, decided)
 
 
 def done_text(approval: Approval, policy: Policy) -> str:
     """ "Approved *title* (job `x` on `q`).", or that the approval counted towards a quorum."""
-    rules = policy.rules_for(approval.queue_name)
+    rules = policy.rules_of(approval.queue_name, approval.rules)
     job = f"job {code(approval.job_id)} on {code(approval.queue_name)}"
     if rules.title:
         job = f"*{escape(title_of(approval, rules))}* ({job})"
@@ -71,20 +136,8 @@ async def reject(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltCont
     if not (approval_id := _button_approval(action)):
         return
     approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
-    home_user = context.get("home_user")
-    listed = None
-    if body.get("container", {}).get("is_ephemeral"):
-        listed = ListPage.of_item(action.get("block_id") or "")
-    form = RejectForm(
-        id=approval_id,
-        response_url=context["response_url"],
-        home=True if home_user else None,
-        listed=listed,
-    )
-    modal = reject_modal(approval, form)
-    slack = services(context).slack
-    if not await open_modal(slack, body["trigger_id"], form.response_url, modal) and home_user:
-        await services(context).home.show(home_user, MODAL_FAILED)
+    form = _form(approval_id, body, action, context)
+    await _open(context, body["trigger_id"], form, reject_modal(approval, form))
 
 
 async def reject_submitted(
@@ -102,7 +155,7 @@ async def reject_submitted(
         )
         return
     await ack()
-    if not (form := RejectForm.load(view.get("private_metadata") or "")):
+    if not (form := DecisionForm.load(view.get("private_metadata") or "")):
         return  # not metadata we wrote
     user = body["user"]["id"]
     decider = services(context).decider

@@ -44,7 +44,9 @@ async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltCont
     )
 
 
-async def show_again(context: AsyncBoltContext, user: str, listed: ListPage, url: str) -> None:
+async def show_again(
+    context: AsyncBoltContext, user: str, listed: ListPage, url: str | None
+) -> None:
     """A page of the list once more, in place of the one a decision was made on."""
     query = ListQuery(status=listed.status, queue=listed.queue, mine=listed.mine)
     if listed.mine:
@@ -62,15 +64,24 @@ async def _send_mine(
     shown = waiting[:LIST_PAGE_SIZE]
     found = await services(context).approvals.many([w.id for w in shown])
     voters = await services(context).decider.votes.of(list(found))
+    policy = services(context).decider.policy
     items = [
         _with_voters(
-            ListItem(a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at), voters
+            ListItem(
+                a.id,
+                a.queue_name,
+                a.job_id,
+                a.status,
+                a.payload,
+                a.created_at,
+                rules=policy.rules_of(a.queue_name, a.rules),
+            ),
+            voters,
         )
         for a in (found.get(w.id) for w in shown)
         if a is not None
     ]
-    policy = services(context).decider.policy
-    listing = approvals_list(items, query, None, utcnow(), 0, policy.rules_for)
+    listing = approvals_list(items, query, None, utcnow(), 0)
     if len(waiting) > len(shown):
         more = f"… and {len(waiting) - len(shown)} more: the app's Home tab lists them all."
         listing.append(ContextBlock(block_id="mine-more", elements=[mrkdwn(more)]))
@@ -121,25 +132,37 @@ async def _send_list(
     except RotorError as e:
         await tell(url, f"Could not list approvals: {e}")
         return
-    # Privacy: only queues the person may decide (one check per queue on the page).
-    allowed = {
-        q: await decider.may_decide(user, decider.policy.rules_for(q))
-        for q in {a.queue_name for a in result.approvals}
-    }
-    items = [
+    # Each item's rules: as kept when it arrived, else as it would get them now.
+    stored = await services(context).approvals.many([a.id for a in result.approvals])
+    policy = decider.policy
+    listed = [
         ListItem(
-            a.id, a.queue_name, a.job_id, a.status, a.payload, a.created_at, a.decided_by, a.reason
+            a.id,
+            a.queue_name,
+            a.job_id,
+            a.status,
+            a.payload,
+            a.created_at,
+            a.decided_by,
+            a.reason,
+            rules=policy.rules_of(a.queue_name, stored[a.id].rules)
+            if a.id in stored
+            else policy.resolve(a.queue_name, a.payload, a.job_id),
         )
         for a in result.approvals
-        if allowed[a.queue_name]
     ]
+    # Privacy: only what the person may decide (one check per set of deciders on the page).
+    allowed: dict[tuple[tuple[str, ...] | None, str | None], bool] = {}
+    for item in listed:
+        who = item.handling.deciders
+        if who not in allowed:
+            allowed[who] = await decider.may_decide(user, item.handling)
+    items = [i for i in listed if allowed[i.handling.deciders]]
     pending = [i.id for i in items if i.status == Status.PENDING]
     voters = await decider.votes.of(pending) if pending else {}
     items = [_with_voters(i, voters) for i in items]
     hidden = len(result.approvals) - len(items)
-    listing = approvals_list(
-        items, query, result.next_cursor, utcnow(), page, decider.policy.rules_for, hidden, cursor
-    )
+    listing = approvals_list(items, query, result.next_cursor, utcnow(), page, hidden, cursor)
     await answer(
         url,
         text=f"{query.status.capitalize()} approvals",

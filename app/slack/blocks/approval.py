@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import (
 from app.config import QueueRules
 from app.db.models import Approval, Status
 from app.slack.blocks import templates
-from app.slack.blocks.parts import NO_VOTES, Quorum, decision_buttons, people
+from app.slack.blocks.parts import NO_VOTES, Quorum, decision_buttons, people, rule_line
 from app.slack.blocks.text import (
     age,
     clip,
@@ -151,6 +151,8 @@ def approval_message(
             ],
         ),
     ]
+    if rules.rule:
+        blocks.append(ContextBlock(block_id="rule", elements=[mrkdwn(rule_line(rules))]))
     if quorum.required > 1 and approval.status == Status.PENDING:
         blocks.append(SectionBlock(block_id="quorum", text=mrkdwn(quorum.progress())))
     blocks.append(code_block(text, "preview"))
@@ -173,7 +175,7 @@ def approval_message(
             )
         )
     if approval.status == Status.PENDING:
-        buttons[:0] = decision_buttons(approval.id, approval.queue_name, quorum.required)
+        buttons[:0] = decision_buttons(approval.id, rules)
     else:
         outcome = outcome_line(approval, quorum.voters)
         blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome)))

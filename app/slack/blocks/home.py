@@ -25,7 +25,7 @@ from app.config import QueueRules
 from app.db.approvals import Waiting
 from app.db.models import Approval
 from app.slack.blocks.approval import title_of
-from app.slack.blocks.parts import Quorum, decision_buttons, summary_line
+from app.slack.blocks.parts import Quorum, decision_buttons, rule_line, summary_line
 from app.slack.blocks.text import clip, code, escape, mrkdwn, slack_ago
 from app.slack.ids import ActionId
 
@@ -144,17 +144,17 @@ def notice_view(notice: str) -> View:
 
 def _item_blocks(item: Shown) -> list[Block]:
     approval = item.approval
-    lines = [
-        "*" + escape(title_of(approval, item.rules)) + "*",
-        summary_line(approval, item.rules),
-    ]
+    lines = ["*" + escape(title_of(approval, item.rules)) + "*"]
+    if item.rules.rule:
+        lines.append(rule_line(item.rules))
+    lines.append(summary_line(approval, item.rules))
     facts = [f"requested {slack_ago(approval.created_at)}"]
     if approval.requester:
         facts.append(f"by <@{approval.requester}>")
     if item.quorum.required > 1:
         facts.append(item.quorum.progress())
     lines.append(" · ".join(facts))
-    buttons = decision_buttons(approval.id, approval.queue_name, item.quorum.required)
+    buttons = decision_buttons(approval.id, item.rules)
     if item.link:
         buttons.append(
             ButtonElement(

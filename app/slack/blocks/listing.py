@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 from app.config import QueueRules
 from app.db.models import Status
 from app.slack.blocks import templates
-from app.slack.blocks.parts import Quorum, decision_buttons, summary_line
+from app.slack.blocks.parts import Quorum, decision_buttons, rule_line, summary_line
 from app.slack.blocks.text import (
     ago,
     clip,
@@ -23,9 +22,6 @@ from app.slack.blocks.text import (
     one_line_clean,
 )
 from app.slack.ids import USER_ID, ActionId, ListPage
-
-RulesFor = Callable[[str], QueueRules]  # a queue's rules, by its name
-
 
 LIST_PAGE_SIZE = 15  # two blocks an item keeps a page under the 50-block limit
 
@@ -50,6 +46,11 @@ class ListItem:
     decided_by: str | None = None
     reason: str | None = None
     voters: tuple[str, ...] = ()  # who has approved so far, for a queue that needs several
+    rules: QueueRules | None = None  # how it is handled; None: as a queue with no keys
+
+    @property
+    def handling(self) -> QueueRules:
+        return self.rules or QueueRules(queue=self.queue_name)
 
 
 def decided_line(item: ListItem) -> str | None:
@@ -66,10 +67,14 @@ def decided_line(item: ListItem) -> str | None:
     return line
 
 
-def item_line(item: ListItem, now: datetime, rules: QueueRules) -> str:
-    """Title (if the queue has one), queue · job · age, who decided, then summary or payload."""
+def item_line(item: ListItem, now: datetime) -> str:
+    """Title (if the queue has one), queue · job · age, the rule that applied, who decided,
+    then the summary or payload."""
+    rules = item.handling
     when = ago(item.created_at, now)
     lines = [f"{code(item.queue_name, 100)} · {code(item.job_id, 100)} · {when}"]
+    if rules.rule:
+        lines.append(rule_line(rules))
     if decided := decided_line(item):
         lines.append(decided)
     required = rules.required_approvals
@@ -88,7 +93,6 @@ def approvals_list(
     next_cursor: str | None,
     now: datetime,
     page: int,
-    rules_for: RulesFor = lambda queue: QueueRules(queue=queue),
     hidden: int = 0,
     cursor: str | None = None,
 ) -> list[Block]:
@@ -110,13 +114,13 @@ def approvals_list(
         )
     blocks: list[Block] = [SectionBlock(block_id=f"list-title-{page}", text=mrkdwn(title))]
     for item in items:
-        line = item_line(item, now, rules_for(item.queue_name))
+        line = item_line(item, now)
         blocks.append(SectionBlock(block_id=f"item-{item.id}", text=mrkdwn(line)))
         if item.status == Status.PENDING:
             blocks.append(
                 ActionsBlock(
                     block_id=here.on_item(item.id),
-                    elements=decision_buttons(item.id, item.queue_name),
+                    elements=decision_buttons(item.id, item.handling),
                 )
             )
     if next_cursor:

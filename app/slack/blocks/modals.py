@@ -14,9 +14,20 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from app.config import QueueRules
 from app.db.models import Approval
-from app.slack.blocks.text import code, code_block, mrkdwn, pretty_payload
-from app.slack.ids import REASON_BLOCK, REASON_INPUT, REASON_MAX, CallbackId, RejectForm
+from app.slack.blocks.templates import label
+from app.slack.blocks.text import code, code_block, escape, mrkdwn, pretty_payload
+from app.slack.ids import (
+    CONFIRM_BLOCK,
+    CONFIRM_INPUT,
+    CONFIRM_MAX,
+    REASON_BLOCK,
+    REASON_INPUT,
+    REASON_MAX,
+    CallbackId,
+    DecisionForm,
+)
 
 MODAL_CHUNK_CHARS = 2900
 MODAL_MAX_CHARS = 150_000  # views.open refuses views over 250 KB
@@ -26,7 +37,7 @@ def _job_on_queue(approval: Approval) -> str:
     return f"{code(approval.job_id)} on {code(approval.queue_name)}"
 
 
-def reject_modal(approval: Approval, form: RejectForm) -> View:
+def reject_modal(approval: Approval, form: DecisionForm) -> View:
     return View(
         type="modal",
         callback_id=CallbackId.REJECT,
@@ -47,6 +58,34 @@ def reject_modal(approval: Approval, form: RejectForm) -> View:
                     max_length=REASON_MAX,
                     placeholder="Why is this job rejected?",
                 ),
+            ),
+        ],
+    )
+
+
+def confirm_modal(approval: Approval, rules: QueueRules, form: DecisionForm) -> View:
+    """Step-up: the approver types the payload value at `rules.confirm`, read off the request
+    (the form does not show it: typing it is the point)."""
+    what = label(rules.confirm or "")
+    why = f"The rule *{escape(rules.rule)}* asks" if rules.rule else "This queue asks"
+    return View(
+        type="modal",
+        callback_id=CallbackId.CONFIRM,
+        private_metadata=form.dump(),
+        title="Confirm approval",
+        submit="Approve",
+        close="Cancel",
+        blocks=[
+            SectionBlock(
+                text=mrkdwn(
+                    f"Approving job {_job_on_queue(approval)}. {why} you to type its "
+                    f"*{escape(what.lower())}*, as the request shows it, to approve."
+                )
+            ),
+            InputBlock(
+                block_id=CONFIRM_BLOCK,
+                label=what[:2000] or "Value",
+                element=PlainTextInputElement(action_id=CONFIRM_INPUT, max_length=CONFIRM_MAX),
             ),
         ],
     )

@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import ButtonElement, ConfirmObject, PlainTextObjec
 
 from app.config import QueueRules
 from app.slack.blocks import templates
-from app.slack.blocks.text import clip, escape, one_line
+from app.slack.blocks.text import clip, code, escape, mention, one_line
 from app.slack.ids import ActionId
 
 
@@ -62,11 +62,28 @@ def summary_line(approval: Summarised, rules: QueueRules) -> str:
     )
 
 
-def decision_buttons(approval_id: str, queue_name: str, required: int = 1) -> list[ButtonElement]:
+def rule_line(rules: QueueRules) -> str:
+    """The rule that applied and what it asks, as mrkdwn: `large payment: 2 approvals from
+    @cfo`, and why when its condition could not be checked."""
+    needs = f"{rules.required_approvals} approval{'s' if rules.required_approvals > 1 else ''}"
+    if rules.approvers:
+        needs += " from " + " ".join(mention(a) for a in rules.approvers[:10])
+    line = f":scales: *Rule:* {escape(clip(rules.rule or '', 80))}: {needs}"
+    if rules.confirm:
+        line += f", typing the {code(rules.confirm, 60)} to approve"
+    if rules.unchecked:
+        line += " _(applied because its condition could not be checked for this payload)_"
+    return line
+
+
+def decision_buttons(approval_id: str, rules: QueueRules) -> list[ButtonElement]:
+    """Approve and Reject. With a step-up `confirm`, Approve opens a form to type the value
+    instead of Slack's confirm dialog (the listener insists on the form either way)."""
+    queue, required = rules.queue, rules.required_approvals
     effect = (
-        f"The job on {queue_name} runs once {required} people have approved it."
+        f"The job on {queue} runs once {required} people have approved it."
         if required > 1
-        else f"The job on {queue_name} will run."
+        else f"The job on {queue} will run."
     )
     confirm = ConfirmObject(
         title="Approve this job?",
@@ -76,11 +93,11 @@ def decision_buttons(approval_id: str, queue_name: str, required: int = 1) -> li
     )
     return [
         ButtonElement(
-            text="Approve",
+            text="Approve…" if rules.confirm else "Approve",
             action_id=ActionId.APPROVE.on(approval_id),
             value=approval_id,
             style="primary",
-            confirm=confirm,
+            confirm=None if rules.confirm else confirm,
         ),
         ButtonElement(
             text="Reject",

@@ -1,0 +1,88 @@
+"""Conditions of `[[queues.rules]]`, in CEL (the Common Expression Language of Kubernetes
+admission policies, Envoy and cloud IAM conditions), through `common-expression-language`:
+a Rust implementation, compiled once at start-up.
+
+Bounded: a condition sees `payload`, `queue` and `job_id` only, and may not use the list
+macros (`all`, `exists`, `exists_one`, `map`, `filter`), so its cost grows with the expression
+and the payload's size (at most the webhook's 1 MiB), never with the product of two lists.
+Fail closed: a condition that cannot be evaluated for a payload (a missing field, a wrong type)
+counts as holding, so the stricter rule applies.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import cel
+
+VARIABLES = frozenset({"payload", "queue", "job_id"})
+MAX_DEPTH = 256  # as webhooks allow; deeper would overflow the evaluator's stack: unchecked
+_MACRO = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(")
+
+
+class Outcome(Enum):
+    HOLDS = "holds"
+    FAILS = "fails"
+    UNCHECKED = "unchecked"  # could not be evaluated: counts as holding
+
+
+@dataclass(frozen=True, eq=False)
+class Condition:
+    source: str
+    _program: Any
+
+    def check(self, variables: Any) -> Outcome:
+        """`variables` from `bind`, shared by every condition of one approval."""
+        if variables is None:
+            return Outcome.UNCHECKED
+        try:
+            result = self._program.execute(variables)
+        except Exception:  # noqa: BLE001 - any failure to evaluate fails closed
+            return Outcome.UNCHECKED
+        if result is True:
+            return Outcome.HOLDS
+        return Outcome.FAILS if result is False else Outcome.UNCHECKED
+
+
+def compile_condition(source: str) -> Condition:
+    """The condition, or ValueError saying in one line what is wrong with it."""
+    if macro := _MACRO.search(source):
+        raise ValueError(
+            f"{macro[1]}() is not allowed: conditions compare payload values, and list "
+            "macros would let a large payload make every webhook slow"
+        )
+    try:
+        program = cel.compile(source)
+    except ValueError as e:
+        first = str(e).splitlines()[0] if str(e) else "syntax error"
+        raise ValueError(f"not valid CEL: {first[:300]}") from None
+    unknown = sorted(set(program.variables()) - VARIABLES)
+    if unknown:
+        raise ValueError(f"unknown variable {', '.join(unknown)}: use payload, queue or job_id")
+    return Condition(source, program)
+
+
+def bind(payload: Any, queue: str, job_id: str) -> Any:
+    """The variables a condition sees, converted once for all of a queue's conditions; None
+    (every condition unchecked) for a payload nested too deep to convert safely."""
+    if nested_deeper(payload, MAX_DEPTH):
+        return None
+    return cel.Context(variables={"payload": payload, "queue": queue, "job_id": job_id})
+
+
+def nested_deeper(document: Any, limit: int) -> bool:
+    """Whether lists and objects nest deeper than `limit` (iterative: no recursion)."""
+    stack = [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            if level > limit:
+                return True
+            stack.extend(
+                (child, level + 1)
+                for child in (value.values() if isinstance(value, dict) else value)
+            )
+    return False
