@@ -648,11 +648,6 @@ def test_decided_list_items_say_who_and_why():
     assert "just now" in texts[1] and "ago" not in texts[1]
 
 
-def test_hidden_items_are_announced():
-    rendered = approvals_list([], ListQuery(), None, NOW, 0, hidden=2)
-    assert "2 on this page are not shown" in rendered[0].to_dict()["text"]["text"]
-
-
 def test_a_non_approver_is_told_who_can_decide():
     text = notice(errors.NotAnApprover("pay`ments", "approve", ["U0CAROL", "S0FINANCE"]))
     assert "<@U0CAROL> <!subteam^S0FINANCE>" in text and "`payˋments`" in text
