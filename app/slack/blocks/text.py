@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,9 +56,10 @@ _PEM = re.compile(
 )
 # 13-19 digits, maybe grouped by spaces or dashes (or 3-6 digit groups between dots), not a piece
 # of a longer word or number, nor of an IBAN; after `_` is fine (`card_4111…`).
+# (A digit first, the look-behinds after it: then the regex engine skips to digits quickly.)
 _CARD = re.compile(
-    r"(?<![^\W_])(?<![-.])(?<!\d[ .-])"
-    r"(?:\d(?:[ -]?\d){12,18}|\d{3,6}(?:\.\d{3,6}){2,4})"
+    r"\d(?<![^\W_]\d)(?<![-.]\d)(?<!\d[ .-]\d)"
+    r"(?:(?:[ -]?\d){12,18}|\d{2,5}(?:\.\d{3,6}){2,4})"
     r"(?![^\W_]|-|\.\d)"
 )
 # Characters that change how the text around them reads, or hide themselves: bidi embeddings,
@@ -82,12 +84,24 @@ _HIDDEN = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _HIDDEN_
 _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
-def _squeeze(key: object) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(key).lower())
+def _cached_when_short(fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`fn`, remembered for short texts (a payload's keys repeat, in lists of like objects);
+    long ones are not kept, so a hostile payload cannot fill memory with them."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+    return lambda text: cached(text) if len(text) <= 200 else fn(text)
+
+
+@_cached_when_short
+def _squeeze(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
 
 
 def secret_key(key: object) -> bool:
-    text = str(key)
+    return _secret_key(str(key))
+
+
+@_cached_when_short
+def _secret_key(text: str) -> bool:
     if _SECRET_KEY.search(_squeeze(text)):
         return True
     return any(w.lower() in _SECRET_WORDS for w in _WORDS.findall(text))
@@ -195,14 +209,16 @@ def mask_secrets(
         return DEEP
     if isinstance(value, dict):
         secret_header = any(
-            isinstance(v, str) and _squeeze(k) in _NAME_KEYS and secret_key(v)
+            isinstance(v, str) and _squeeze(str(k)) in _NAME_KEYS and secret_key(v)
             for k, v in value.items()
         )
         out = {}
         for k, v in value.items():
             path = f"{at}.{k}" if at else str(k)
             hidden = (
-                secret_key(k) or path in paths or (secret_header and _squeeze(k) in _VALUE_KEYS)
+                secret_key(k)
+                or path in paths
+                or (secret_header and _squeeze(str(k)) in _VALUE_KEYS)
             )
             out[k] = MASK if hidden else mask_secrets(v, depth - 1, paths, path)
         return out
