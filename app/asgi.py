@@ -1,5 +1,6 @@
 """ASGI guards in front of the signed routes: cheap checks before a body is read, and bounds on
-reading it (size, time, and the bytes buffered at once across all requests)."""
+reading it (size, time, and the bytes buffered at once across all requests); and the split of
+the operational endpoints onto a port of their own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import time
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics, signing
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH, SLACK_PATH = "/rotor/webhook", "/slack/events"
 SIGNED = (WEBHOOK_PATH, SLACK_PATH)
+OPS_PATHS = ("/metrics", "/readyz")  # with --metrics-port: only there
+LIVENESS_PATH = "/healthz"  # on every port
 SLACK_STAMP, SLACK_SIGNATURE = "x-slack-request-timestamp", "x-slack-signature"
 WINDOW_SECONDS = signing.WINDOW_SECONDS  # Slack refuses signatures older than this too
 # A body up to this size costs no budget: uvicorn reads that far ahead on every connection
@@ -165,3 +168,24 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
+
+
+class OpsPort:
+    """With `serve --metrics-port`: /metrics and /readyz are served only on that port (the
+    public one answers 404 for them), and that port serves nothing else but /healthz. A
+    request's port is the listening socket it came in on (ASGI `server`), which no header of
+    the request can change."""
+
+    def __init__(self, app: ASGIApp, port: int) -> None:
+        self.app, self.port = app, port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            on_ops = server is not None and server[1] == self.port
+            path = scope["path"]
+            served = path in (*OPS_PATHS, LIVENESS_PATH) if on_ops else path not in OPS_PATHS
+            if not served:
+                await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 
 from app.db.models import Approval, Status
@@ -68,9 +69,11 @@ def as_jsonl(rows: list[dict]) -> str:
 
 def as_csv(rows: list[dict]) -> str:
     """Approvers as `user@time` separated by spaces; cells that a spreadsheet would run as a
-    formula are prefixed with a quote (reasons and job ids come from outside)."""
+    formula are prefixed with a quote (reasons and job ids come from outside). Every cell is
+    quoted: a bare carriage return would otherwise end the row in a reader (csv quotes only
+    the characters of its own line end, "\n")."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, FIELDS, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writeheader()
     for r in rows:
         flat = dict(r, approvers=" ".join(f"{a['user']}@{a['at']}" for a in r["approvers"]))
@@ -78,7 +81,12 @@ def as_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+# A spreadsheet skips leading whitespace (a space, NBSP, tab, line break) and invisible
+# characters before it looks for a formula's first character.
+_FORMULA = re.compile(r"[\s\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*+[=+\-@]")
+
+
 def _cell(value: object) -> object:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if isinstance(value, str) and (_FORMULA.match(value) or value[:1] in ("\t", "\r")):
         return "'" + value
     return value

@@ -67,11 +67,19 @@ def serve(
         int | None,
         typer.Option(help="Serve on this listening socket, handed over by a supervisor."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /metrics and /readyz only on this port (404 on --port)."),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(help="Address for --metrics-port (default: --host)."),
+    ] = None,
 ) -> None:
     """Run the service."""
     import uvicorn
 
-    from app import logs, serving
+    from app import asgi, logs, serving
     from app.main import create_app
 
     logs.setup()
@@ -86,11 +94,20 @@ def serve(
             # A handed-over socket is opened with its own family (uvicorn's fd= takes it for a
             # Unix socket, and asyncio then leaves Nagle on: ~40 ms on every answer).
             sock = socket.socket(fileno=fd)
+        sockets = [sock]
+        if metrics_port is not None:
+            _check_port(metrics_port, "--metrics-port")
+            if metrics_port == sock.getsockname()[1]:
+                _fail("--metrics-port: the same port as the service's: choose another")
+            where = metrics_host or host
+            ops = serving.listen(where, metrics_port, "rotor-slack serve", "--metrics-port")
+            sockets.append(ops)
     except ConfigError as e:
         _fail(e)
     serving.raise_open_files_limit()
+    app = create_app(settings, policy)
     config = uvicorn.Config(
-        create_app(settings, policy),
+        asgi.OpsPort(app, metrics_port) if metrics_port is not None else app,
         host=host,
         port=port,
         **serving.LIMITS,
@@ -98,7 +115,7 @@ def serve(
         access_log=False,  # our own lines log every step, with the approval id
         timeout_graceful_shutdown=3,  # then the workers get a few seconds to finish
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 @cli.command()

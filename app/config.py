@@ -202,9 +202,11 @@ class RulePolicy(QueueKeys):
     def condition(self) -> rules.Condition:
         return self._condition
 
-    def overrides(self) -> dict[str, Any]:
-        """Only the keys this rule writes."""
-        return self.model_dump(include=self.model_fields_set - {"when", "name"})
+    def applied_to(self, base: QueueRules, unchecked: bool = False) -> QueueRules:
+        """`base` with the keys this rule writes (and only those) overridden."""
+        written = self.model_dump(include=self.model_fields_set - {"when", "name"})
+        keys = base.model_dump() | written | {"rule": self.name, "unchecked": unchecked}
+        return QueueRules.model_validate(keys)
 
 
 class QueuePolicy(QueueKeys):
@@ -298,10 +300,15 @@ class Policy(_Strict):
         for rule in queue.rules:
             outcome = rule.condition.check(variables)
             if outcome is not rules.Outcome.FAILS:
-                unchecked = outcome is rules.Outcome.UNCHECKED
-                keys = base.model_dump() | rule.overrides() | {"rule": rule.name}
-                return QueueRules.model_validate(keys | {"unchecked": unchecked})
+                return rule.applied_to(base, unchecked=outcome is rules.Outcome.UNCHECKED)
         return base
+
+    def each_rules_for(self, queue_name: str) -> list[QueueRules]:
+        """Every way an approval on `queue_name` may be handled: the queue's, and each rule's
+        (whoever may decide any of them may see the queue)."""
+        base = self.rules_for(queue_name)
+        queue = self.queue(queue_name)
+        return [base, *(rule.applied_to(base) for rule in (queue.rules if queue else []))]
 
     def rules_of(self, queue_name: str, stored: dict[str, Any] | None) -> QueueRules:
         """An approval's rules as resolved when it arrived; its queue's as the policy says

@@ -114,6 +114,14 @@ class Decider:
         """Whether `user` may decide (and so see) approvals under `rules`."""
         return await self.approvers.allowed(user, rules.approvers, rules.channel)
 
+    async def may_see(self, user: str, queue_name: str) -> bool:
+        """Whether `user` may decide some approvals on `queue_name` (under it or one of its
+        rules), and so see that it exists."""
+        for rules in self.policy.each_rules_for(queue_name):
+            if await self.may_decide(user, rules):
+                return True
+        return False
+
     async def vet(self, approval_id: str, user: str, verb: str) -> Approval:
         """The approval, if `user` may `verb` it now; else raises why not."""
         approval = await self.load(approval_id)

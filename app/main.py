@@ -49,6 +49,7 @@ READY_SECONDS = 3  # /readyz answers within this, database or not
 
 def create_app(settings: Settings, policy: Policy) -> Starlette:
     settings.require_serving(polled=policy.sync.poll is not None)
+    metrics.name_queues(q.name for q in policy.queues)
     store = Store(settings.database_url)
     # Every call to Rotor, by any replica, draws on the workspace's rate limit.
     budget = RotorBudget(store, policy.rotor.requests_per_minute)

@@ -1,5 +1,6 @@
 """Prometheus metrics of this process, served at `GET /metrics`."""
 
+from collections.abc import Iterable
 from datetime import UTC
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -36,12 +37,27 @@ DECISION_SECONDS = Histogram(
 )
 
 
+OTHER_QUEUE = "other"
+_named_queues: frozenset[str] = frozenset()
+
+
+def name_queues(names: Iterable[str]) -> None:
+    """The queues a label may name: the policy's. Any other queue name (Rotor may send any
+    number of them) is labelled `other`, so /metrics stays bounded."""
+    global _named_queues
+    _named_queues = frozenset(names)
+
+
+def queue_label(name: str) -> str:
+    return name if name in _named_queues else OTHER_QUEUE
+
+
 def observe_decision(approval, outcome: str) -> None:
     """`approval` is an app.db.models.Approval (not imported: models import nothing of ours)."""
     created = approval.created_at or clock.now()
     if created.tzinfo is None:  # SQLite gives times back without their zone (UTC)
         created = created.replace(tzinfo=UTC)
     waited = (clock.now() - created).total_seconds()
-    DECISION_SECONDS.labels(queue=approval.queue_name[:100], outcome=outcome).observe(
+    DECISION_SECONDS.labels(queue=queue_label(approval.queue_name), outcome=outcome).observe(
         max(0, waited)
     )

@@ -81,9 +81,9 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def listen(host: str, port: int, command: str) -> socket.socket:
+def listen(host: str, port: int, command: str, option: str = "--port") -> socket.socket:
     """A listening socket on host:port, or one ConfigError line saying what to do instead
-    (`command` is how to run it on another port)."""
+    (`command` is how to run it on another port, given with `option`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family)
     try:
@@ -102,6 +102,6 @@ def listen(host: str, port: int, command: str) -> socket.socket:
         from app.config import ConfigError
 
         raise ConfigError(
-            f"--port: {problem}: choose another, e.g. {command} --port {suggestion}"
+            f"{option}: {problem}: choose another, e.g. {command} {option} {suggestion}"
         ) from None
     return sock

@@ -166,15 +166,18 @@ def start_service(tmp_path, keys, slack, rotor, database_url):
     """Start `rotor-slack serve` on the stand-ins; every start shares the test's database."""
     started: list[ServiceProcess] = []
 
-    def start(policy: str = POLICY, **env_overrides: str | None) -> ServiceProcess:
-        """`env_overrides` change the environment; a None removes that variable."""
+    def start(
+        policy: str = POLICY, *, metrics_port: int | None = None, **env_overrides: str | None
+    ) -> ServiceProcess:
+        """`env_overrides` change the environment; a None removes that variable.
+        `metrics_port`: `serve --metrics-port`."""
         n = len(started)
         policy_file = tmp_path / f"policy-{n}.toml"
         policy_file.write_text(policy)
         env = service_env(keys, slack, rotor, database_url, policy_file) | env_overrides
         env = {name: value for name, value in env.items() if value is not None}
         lists = rotor.lists_answered
-        service = ServiceProcess(env, tmp_path, name=f"service-{n}")
+        service = ServiceProcess(env, tmp_path, name=f"service-{n}", metrics_port=metrics_port)
         started.append(service)
         service.wait_ready()
         # The sync's first pass lists Rotor at start: approvals a test creates from here on are
@@ -256,7 +259,7 @@ def as_utc(moment: datetime) -> datetime:
 
 def metric(service: ServiceProcess, name: str) -> float:
     """The value of an unlabelled metric of a service."""
-    for line in service.get("/metrics").text.splitlines():
+    for line in service.get("/metrics", ops=True).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no metric {name}")

@@ -40,6 +40,7 @@ from app.slack.blocks.text import (
     ago,
     escape,
     mask_secrets,
+    mask_text,
     pretty_payload,
     preview,
 )
@@ -483,6 +484,149 @@ def test_masking_catches_what_the_issue_lists_and_keeps_what_approvers_need():
     assert mask_secrets(payload, paths=["beneficiary.iban"])["beneficiary"]["iban"] == MASK
 
 
+SECRET = "hunter2-s3cr3t-zz"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJVMSJ9.c2lnbmF0dXJlLXotejk"
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA" + SECRET + "\n-----END RSA PRIVATE KEY-----"
+)
+
+
+@pytest.mark.parametrize(
+    ("payload", "shown"),
+    [
+        ({"socialSecurityNumber": SECRET}, {"socialSecurityNumber": MASK}),
+        ({"jwt": SECRET, "idJwt": SECRET}, {"jwt": MASK, "idJwt": MASK}),
+        (
+            {"Headers": [{"Name": "Authorization", "Value": SECRET}, {"Name": "A", "Value": "b"}]},
+            {"Headers": [{"Name": "Authorization", "Value": MASK}, {"Name": "A", "Value": "b"}]},
+        ),
+        (
+            {"tags": [{"Key": "db_password", "Value": SECRET}]},
+            {"tags": [{"Key": "db_password", "Value": MASK}]},
+        ),
+        (
+            {"log": f"GET /x Authorization: Bearer {SECRET} 200"},
+            {"log": f"GET /x Authorization: Bearer {MASK} 200"},
+        ),
+        ({"log": f"sent bearer {SECRET}"}, {"log": f"sent bearer {MASK}"}),
+        (
+            {"url": f"https://a.example/b?sig={SECRET}&key={SECRET}&page=2"},
+            {"url": f"https://a.example/b?sig={MASK}&key={MASK}&page=2"},
+        ),
+        ({"login": f"Password={SECRET}; user=ann"}, {"login": f"Password={MASK}; user=ann"}),
+        (
+            {"body": json.dumps({"user": "ann", "password": SECRET})},
+            {"body": json.dumps({"user": "ann", "password": MASK}, ensure_ascii=False)},
+        ),
+        (
+            {"body": json.dumps([{"headers": {"Authorization": SECRET}}])},
+            {"body": json.dumps([{"headers": {"Authorization": MASK}}], ensure_ascii=False)},
+        ),
+        ({"note": f"token {JWT} end"}, {"note": f"token {MASK} end"}),
+        ({"note": f"key:\n{PEM}\nthanks"}, {"note": f"key:\n{MASK}\nthanks"}),
+        ({"note": PEM[:40]}, {"note": MASK}),  # cut before its END line
+        ({"ref": "card_4111111111111111"}, {"ref": f"card_{MASK}"}),
+        ({"ref": "4111.1111.1111.1111."}, {"ref": f"{MASK}."}),
+    ],
+)
+def test_masking_catches_the_variants_that_leaked(payload, shown):
+    assert mask_secrets(payload) == shown
+    assert SECRET not in preview(payload)[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1234567890123.45",  # an amount, not a card
+        "the bearer of bad news",
+        "v2024.1105.1234",
+        '{"n": 1, "note": "json kept as written"}',
+        "primary key=5 and sig=3",  # `key`/`sig` only count in a URL's query
+        "DE89 3704 0044 0532 0130 00",
+    ],
+)
+def test_masking_leaves_what_only_looks_like_a_secret(text):
+    assert mask_secrets({"note": text}) == {"note": text}
+
+
+def luhn_completed(digits: str) -> str:
+    for last in "0123456789":
+        number = digits + last
+        total = sum(
+            (n * 2 - 9 if n * 2 > 9 else n * 2) if i % 2 else n
+            for i, n in enumerate(int(d) for d in reversed(number))
+        )
+        if total % 10 == 0:
+            return number
+    raise AssertionError("unreachable")
+
+
+@given(
+    digits=st.text("0123456789", min_size=15, max_size=15),
+    separator=st.sampled_from(["", " ", "-", "."]),
+    before=st.sampled_from(["", "card ", "card_", "card:", "(", '"']),
+    after=st.sampled_from(["", " please", ".", "_x", ")"]),
+)
+def test_any_card_number_is_masked_however_written(digits, separator, before, after):
+    number = luhn_completed(digits)
+    written = separator.join(number[i : i + 4] for i in range(0, 16, 4))
+    assert mask_text(before + written + after) == before + MASK + after
+
+
+@given(
+    payload=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+    key=st.sampled_from(["password", "Authorization", "jwt", "client_secret"]),
+)
+def test_json_written_inside_a_string_is_masked_within(payload, key):
+    inner = json.dumps(payload | {key: SECRET})
+    assert SECRET not in json.dumps(mask_secrets({"body": inner, "twice": json.dumps([inner])}))
+
+
+HIDDEN = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u2060\ufeff"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payload=st.recursive(
+        st.text(alphabet=st.sampled_from(["a", " ", "{", "=", *HIDDEN])),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(
+                st.text(alphabet=st.sampled_from(["k", *HIDDEN])), children, max_size=3
+            )
+        ),
+        max_leaves=10,
+    )
+)
+def test_reordering_and_invisible_characters_are_shown_escaped_in_any_preview(payload):
+    text, cut = preview(payload)
+    assert not any(c in text for c in HIDDEN)
+    if not cut:  # the escapes are JSON's own: the preview still reads as the masked payload
+        assert json.loads(text) == mask_secrets(payload)
+
+
+def test_nothing_rendered_from_a_payload_carries_reordering_or_invisible_characters():
+    sneaky = "Ann\u202egnp.exe\u200b\u2066x\u2069\ufeff"
+    queue = QueueRules(queue="q", title="Pay {who}", fields=["who", "n"])
+    approval = make({"who": sneaky, "n": {sneaky: sneaky}, "long": "x" * 3000})
+    message = approval_message(approval, queue)
+    listed = approvals_list(
+        [ListItem(approval.id, "q", "j", "pending", approval.payload, NOW)],
+        ListQuery(),
+        None,
+        NOW,
+        0,
+        lambda _: queue,
+    )
+    rendered = json.dumps(
+        [message.blocks_json(), message.text, payload_modal(approval).to_dict()]
+        + [b.to_dict() for b in listed],
+        ensure_ascii=False,
+    )
+    assert not any(c in rendered for c in HIDDEN)
+    assert "Pay Ann\\u202egnp.exe\\u200b" in block(message, "title")["text"]["text"]
+
+
 # --- Words -------------------------------------------------------------------------------------
 
 
@@ -502,11 +646,6 @@ def test_decided_list_items_say_who_and_why():
     assert "Rejected by <@U0CAROL>: too &lt;!here&gt;" in texts[1]
     assert "Approved by `cli@ops`" in texts[2]
     assert "just now" in texts[1] and "ago" not in texts[1]
-
-
-def test_hidden_items_are_announced():
-    rendered = approvals_list([], ListQuery(), None, NOW, 0, hidden=2)
-    assert "2 on this page are not shown" in rendered[0].to_dict()["text"]["text"]
 
 
 def test_a_non_approver_is_told_who_can_decide():

@@ -260,6 +260,25 @@ def test_a_busy_port_is_one_line_before_anything_starts(env, tmp_path, command):
     assert result.stdout == ""  # no worker started, nothing to shut down
 
 
+def test_a_busy_or_clashing_metrics_port_is_one_line(env, tmp_path):
+    assert run("migrate", env=env, cwd=tmp_path).returncode == 0
+    taken = bind(0)
+    port = taken.getsockname()[1]
+    try:
+        busy = run(
+            "serve", "--port", str(free_port()), "--metrics-port", str(port), env=env, cwd=tmp_path
+        )
+    finally:
+        taken.close()
+    assert problems(busy) == [
+        f"--metrics-port: port {port} is in use on 127.0.0.1: "
+        f"choose another, e.g. rotor-slack serve --metrics-port {port + 1}"
+    ]
+    same = run("serve", "--port", str(port), "--metrics-port", str(port), env=env, cwd=tmp_path)
+    assert problems(same) == ["--metrics-port: the same port as the service's: choose another"]
+    assert busy.returncode == same.returncode == 2
+
+
 def test_sandbox_refuses_what_serve_refuses_in_one_line(tmp_path):
     empty = tmp_path / "empty.toml"
     empty.write_text("")

@@ -12,12 +12,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from app import signing
 from app.asgi import BODY_SECONDS, BUFFER_BYTES
 from app.sandbox.rotor import new_approval_id, sign_webhook
 from app.sandbox.slack_people import sign_slack
+from app.sandbox.stack import free_port
 from app.serving import HEADER_SECONDS, WAITING_MAX
 from app.webhooks import MAX_BODY
 from tests.conftest import wait_until
@@ -78,7 +80,7 @@ def webhook(rotor, size: int = 0) -> tuple[str, dict[str, str]]:
 
 def counted(service, outcome: str) -> float:
     prefix = f'rotor_slack_webhooks_total{{outcome="{outcome}"}} '
-    lines = service.get("/metrics").text.splitlines()
+    lines = service.get("/metrics", ops=True).text.splitlines()
     return next((float(line.split()[-1]) for line in lines if line.startswith(prefix)), 0.0)
 
 
@@ -208,3 +210,21 @@ def test_connections_that_never_finish_their_headers_are_bounded(service):
     assert service.get("/healthz").status_code == 200
     for sock in half:
         sock.close()
+
+
+def test_metrics_and_readyz_answer_only_on_the_metrics_port(start_service, rotor):
+    service = start_service(metrics_port=free_port())  # ready: /readyz answered on that port
+    assert service.ops_url != service.url
+    for path in ("/metrics", "/readyz"):
+        assert service.get(path).status_code == 404, path  # not on the public port
+    assert service.get("/readyz", ops=True).json() == {"ready": True}
+    assert service.get("/healthz").status_code == 200  # liveness on both
+    assert service.get("/healthz", ops=True).status_code == 200
+    # The public port takes webhooks as before; the metrics port takes nothing else.
+    body, headers = webhook(rotor)
+    assert service.post("/rotor/webhook", content=body, headers=headers).status_code == 202
+    with httpx.Client(trust_env=False) as client:
+        elsewhere = client.post(f"{service.ops_url}/rotor/webhook", content=body, headers=headers)
+        assert elsewhere.status_code == 404
+        assert client.post(f"{service.ops_url}/slack/events").status_code == 404
+    assert counted(service, "accepted") == 1

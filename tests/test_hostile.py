@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from datetime import UTC, datetime
 
+from hypothesis import example, given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from app import audit
+from app.db.models import Approval, Status
 from app.interactions.respond import ResponseUrls
 from app.sandbox.stack import ThreadServer
 from app.slack.blocks.text import DEEP, pretty_payload
@@ -114,3 +121,30 @@ def test_forged_clicks_decide_nothing_and_post_nowhere_else(service, slack, roto
         assert hits == []
     finally:
         elsewhere.stop()
+
+
+@example(lead=" ", start="=", rest="HYPERLINK(0)")
+@example(lead="\u00a0", start="@", rest="SUM(1)")
+@example(lead="", start="=", rest="x\r=1+1")  # a bare CR must not start a row of its own
+@given(
+    lead=st.text(alphabet=" \t\r\n\u00a0\u2003\u3000\u200b\ufeff", max_size=4),
+    start=st.sampled_from("=+-@"),
+    rest=st.text(max_size=20),
+)
+def test_audit_csv_cells_never_start_a_formula_behind_whitespace(lead, start, rest):
+    """A reason (or job id) that a spreadsheet would run as a formula, whatever whitespace or
+    invisible characters come before it, is written behind a quote."""
+    hostile = lead + start + rest
+    approval = Approval(
+        id=ID,
+        job_id=hostile,
+        queue_name="ops",
+        payload={},
+        status=Status.REJECTED,
+        decided_by=CAROL,
+        reason=hostile,
+        created_at=datetime(2026, 11, 25, tzinfo=UTC),
+    )
+    written = audit.as_csv([audit.row(approval, [])])
+    table = list(csv.DictReader(io.StringIO(written, newline="")))
+    assert table[0]["reason"] == table[0]["job_id"] == "'" + hostile

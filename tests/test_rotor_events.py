@@ -8,6 +8,8 @@ from app import signing
 from app.sandbox.rotor import sign_webhook
 from tests.conftest import CAROL, drained, make_policy, posted, stored, wait_until
 
+DECIDED = "rotor_slack_decision_seconds_count"
+
 # No sync during these tests: whatever reaches Slack came through the events.
 NO_SYNC = make_policy(
     sync_every="1h",
@@ -139,3 +141,21 @@ def test_a_plain_secret_and_a_rotation_are_accepted(start_service, rotor):
     refused = rotor.deliver(rotor.create("payments", {"amount": 3})["id"])
     assert refused.status_code == 401
     assert json.loads(refused.text)["error"].endswith("no signature matches the webhook secret")
+
+
+def test_queues_outside_the_policy_share_one_metric_label(start_service, slack, rotor):
+    service = start_service(NO_SYNC)
+    queues = ["payments"] + [f"q{n}-{'x' * 50}" for n in range(12)]
+    for queue in queues:
+        rotor.decide_outside(rotor.create(queue, {})["id"], "approved")
+
+    def counts() -> dict[str, float]:
+        lines = service.get("/metrics", ops=True).text.splitlines()
+        return {
+            line.split("queue=")[1].split('"')[1]: float(line.split()[-1])
+            for line in lines
+            if line.startswith(DECIDED)
+        }
+
+    wait_until(lambda: sum(counts().values()) == len(queues), what="every decision counted")
+    assert counts() == {"payments": 1.0, "other": 12.0}

@@ -77,17 +77,27 @@ def service_env(
 class ServiceProcess:
     """A running `rotor-slack serve`, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, name: str = "service") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        name: str = "service",
+        metrics_port: int | None = None,
+    ) -> None:
+        """`metrics_port`: serve /metrics and /readyz there (`--metrics-port`), not on `url`."""
         # The socket is bound here and handed over, so no other test can take its port between
         # choosing it and the service binding it.
         sock = bind(0)
         self.env, self.port = env, sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ops_url = f"http://127.0.0.1:{metrics_port}" if metrics_port else self.url
         self.log = workdir / f"{name}.log"
         self._http = httpx.Client(trust_env=False, timeout=10)
+        args = ["--metrics-port", str(metrics_port)] if metrics_port else []
         with sock:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--migrate", "--fd", str(sock.fileno())],
+                [sys.executable, "-m", "app", "serve", "--migrate", "--fd", str(sock.fileno())]
+                + args,
                 env=env,
                 cwd=workdir,
                 stdout=self.log.open("w"),
@@ -101,7 +111,7 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the service exited:\n{self.output()}")
             try:
-                if self.get("/readyz").status_code == 200:
+                if self.get("/readyz", ops=True).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
@@ -109,8 +119,9 @@ class ServiceProcess:
                 raise RuntimeError(f"the service was not ready in {timeout}s:\n{self.output()}")
             time.sleep(0.05)
 
-    def get(self, path: str) -> httpx.Response:
-        return self._http.get(self.url + path)
+    def get(self, path: str, ops: bool = False) -> httpx.Response:
+        """`ops`: on the port of /metrics and /readyz."""
+        return self._http.get((self.ops_url if ops else self.url) + path)
 
     def post(self, path: str, **kwargs) -> httpx.Response:
         return self._http.post(self.url + path, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from datetime import datetime
 
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -31,11 +32,12 @@ async def approvals_command(ack: AsyncAck, command: dict, context: AsyncBoltCont
         return
     policy = services(context).decider.policy
     unknown = query.queue is not None and policy.queue(query.queue) is None
+    user = command.get("user_id") or ""
     if query.queue is not None and unknown and looks_like_status(query.queue):
-        await ack(text=unknown_word(query.queue, [q.name for q in policy.queues]))
+        await ack()
+        await tell(context["response_url"], await _no_such_queue(context, user, query.queue))
         return
     await ack()
-    user = command.get("user_id") or ""
     if query.mine:
         await _send_mine(context, user, query, context["response_url"], replace=False)
         return
@@ -116,6 +118,10 @@ async def _send_list(
     url: str | None,
 ) -> None:
     rotor, decider = services(context).rotor, services(context).decider
+    if query.queue and not await decider.may_see(user, query.queue):
+        # Said exactly as for a queue that does not exist: whether it does is not theirs to see.
+        await tell(url, await _no_such_queue(context, user, query.queue))
+        return
     try:
         result = await rotor.list_approvals(
             status=query.status, queue=query.queue, limit=LIST_PAGE_SIZE, cursor=cursor
@@ -126,8 +132,7 @@ async def _send_list(
                 (await rotor.list_approvals(queue=query.queue, limit=1)).approvals
             )
             if unknown:
-                names = [q.name for q in decider.policy.queues]
-                await tell(url, unknown_word(query.queue, names))
+                await tell(url, await _no_such_queue(context, user, query.queue))
                 return
     except RotorError as e:
         await tell(url, f"Could not list approvals: {e}")
@@ -151,7 +156,8 @@ async def _send_list(
         )
         for a in result.approvals
     ]
-    # Privacy: only what the person may decide (one check per set of deciders on the page).
+    # Privacy: only what the person may decide (one check per set of deciders on the page), and
+    # not a word of how many others there were.
     allowed: dict[tuple[tuple[str, ...] | None, str | None], bool] = {}
     for item in listed:
         who = item.handling.deciders
@@ -161,8 +167,7 @@ async def _send_list(
     pending = [i.id for i in items if i.status == Status.PENDING]
     voters = await decider.votes.of(pending) if pending else {}
     items = [_with_voters(i, voters) for i in items]
-    hidden = len(result.approvals) - len(items)
-    listing = approvals_list(items, query, result.next_cursor, utcnow(), page, hidden, cursor)
+    listing = approvals_list(items, query, result.next_cursor, utcnow(), page, cursor=cursor)
     await answer(
         url,
         text=f"{query.status.capitalize()} approvals",
@@ -175,3 +180,11 @@ async def _send_list(
 def _with_voters(item: ListItem, votes: dict[str, list[tuple[str, datetime]]]) -> ListItem:
     """The item with who has approved it so far (a quorum's progress)."""
     return dataclasses.replace(item, voters=tuple(user for user, _ in votes.get(item.id, ())))
+
+
+async def _no_such_queue(context: AsyncBoltContext, user: str, word: str) -> str:
+    """The answer for a queue that does not exist, and for one `user` may not see: the same,
+    suggesting only a queue they may decide."""
+    decider = services(context).decider
+    close = difflib.get_close_matches(word, [q.name for q in decider.policy.queues], n=3)
+    return unknown_word(word, [q for q in close if await decider.may_see(user, q)])

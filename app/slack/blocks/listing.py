@@ -93,10 +93,9 @@ def approvals_list(
     next_cursor: str | None,
     now: datetime,
     page: int,
-    hidden: int = 0,
     cursor: str | None = None,
 ) -> list[Block]:
-    """`hidden` counts items left out because the person may not decide their queue; `cursor`
+    """`items` only of queues the person may decide (what else there was goes unsaid); `cursor`
     is what fetched this page (its buttons carry it, to show the page again after a click)."""
     here = ListPage(
         status=query.status, queue=query.queue, cursor=cursor, page=page, mine=query.mine
@@ -107,11 +106,6 @@ def approvals_list(
         title = f"*Approvals waiting on you*{scope}, oldest first"
     if not items:
         title += "\nNothing here."
-    if hidden:
-        title += (
-            f"\n_{hidden} on this page {'is' if hidden == 1 else 'are'} not shown: "
-            "only the approvers of a queue see its approvals._"
-        )
     blocks: list[Block] = [SectionBlock(block_id=f"list-title-{page}", text=mrkdwn(title))]
     for item in items:
         line = item_line(item, now)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,25 +24,85 @@ MAX_DEPTH = 12  # levels of a payload shown; deeper parts are elided, so renderi
 # A key is secret if, squeezed to lowercase letters and digits, it contains one of these...
 _SECRET_KEY = re.compile(
     r"passw(or)?d|passphrase|secret|token|authori[sz]ation|apikey|privatekey|accesskey|"
-    r"credential|cookie|session|signature|bearer|cardnumber|creditcard|cardno|securitycode"
+    r"credential|cookie|session|signature|bearer|cardnumber|creditcard|cardno|securitycode|"
+    r"socialsecurity|jwt"
 )
 # ...or, split at camelCase and separators, has one of these words.
 _SECRET_WORDS = frozenset({"pass", "pwd", "pin", "cvv", "cvc", "cvv2", "ssn", "auth", "otp"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-# Header lists: {"name": "Authorization", "value": "…"}.
-_NAME_KEYS, _VALUE_KEYS = ("name", "key", "header"), ("value", "values")
-_URL_LOGIN = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]+@")
-_QUERY_PARAM = re.compile(r"([?&;])([^=&;#\s]+)=([^&;#\s]*)")
-# 13-19 digits, maybe grouped by spaces or dashes, not a piece of a longer word or an IBAN.
-_CARD = re.compile(r"(?<![\w-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?![\w-])")
-# Control, format (RTL override, zero-width), line and paragraph separators: never shown raw.
+# Header lists, any case: {"name": "Authorization", "value": …}, {"Name": "X-Api-Key", "Value": …}.
+_NAME_KEYS = frozenset({"name", "key", "header", "headername", "field", "param", "parameter"})
+_VALUE_KEYS = frozenset({"value", "values", "val", "headervalue"})
+# Short URL query parameter names that carry secrets (`?sig=`, `?key=`), beside secret_key's.
+_SECRET_PARAMS = frozenset({"sig", "key", "pw", "hmac"})
+
+# Every pattern below is linear by construction: possessive or bounded repeats, and classes
+# that exclude the character that ends them, so no input can make them backtrack for long.
+_URL_LOGIN = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*+://)[^/\s@?#]++@")
+# `name=value` at the start, after whitespace, or in a query string (`?`, `&`, `;`).
+_PARAM = re.compile(r"(^|[?&;\s])([^=?&;#\s]++)=([^&;#\s]*+)")
+# `Authorization: Bearer abc`, `authorization=…` (headers pasted into text).
+_AUTH_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authori[sz]ation[\"']?\s*+[:=]\s*+[\"']?)"
+    r"((?:bearer|basic|digest|negotiate|token)\s++)?[^\s\"',;]++"
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s++)[A-Za-z0-9._~+/-]{8,}+=*+")
+_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]++\.[A-Za-z0-9_-]++\.[A-Za-z0-9_.-]*+")
+# A PEM private key block, up to its END line or, when that was cut off, the end of the text.
+_PEM = re.compile(
+    r"-----BEGIN [A-Z0-9 ]{0,30}PRIVATE KEY[A-Z ]{0,10}-----"
+    r".*?(?:-----END [A-Z0-9 ]{0,30}PRIVATE KEY[A-Z ]{0,10}-----|\Z)",
+    re.DOTALL,
+)
+# 13-19 digits, maybe grouped by spaces or dashes (or 3-6 digit groups between dots), not a piece
+# of a longer word or number, nor of an IBAN; after `_` is fine (`card_4111…`).
+# (A digit first, the look-behinds after it: then the regex engine skips to digits quickly.)
+_CARD = re.compile(
+    r"\d(?<![^\W_]\d)(?<![-.]\d)(?<!\d[ .-]\d)"
+    r"(?:(?:[ -]?\d){12,18}|\d{2,5}(?:\.\d{3,6}){2,4})"
+    r"(?![^\W_]|-|\.\d)"
+)
+# Characters that change how the text around them reads, or hide themselves: bidi embeddings,
+# overrides and isolates, zero-width ones, the BOM, invisible operators, tags, C1 controls,
+# line and paragraph separators, lone surrogates. Wherever a payload is rendered they are
+# shown as their JSON escape (`\u202e`): the approver sees that something is there.
+_HIDDEN_RANGES = (
+    (0x7F, 0x9F),  # DEL, C1 controls (NEL breaks a line)
+    (0xAD, 0xAD),  # soft hyphen
+    (0x61C, 0x61C),  # Arabic letter mark
+    (0x180E, 0x180E),  # Mongolian vowel separator
+    (0x200B, 0x200F),  # zero-width space, non-joiner, joiner; LRM, RLM
+    (0x2028, 0x202E),  # line and paragraph separators; bidi embeddings and overrides
+    (0x2060, 0x206F),  # word joiner, invisible operators, bidi isolates, deprecated formats
+    (0xD800, 0xDFFF),  # lone surrogates
+    (0xFEFF, 0xFEFF),  # zero-width no-break space (BOM)
+    (0xFFF9, 0xFFFB),  # interlinear annotation
+    (0xE0000, 0xE007F),  # tags
+)
+_HIDDEN = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _HIDDEN_RANGES) + "]")
+# Control, format, line and paragraph separators, unassigned: not shown raw on one line.
 _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
+def _cached_when_short(fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`fn`, remembered for short texts (a payload's keys repeat, in lists of like objects);
+    long ones are not kept, so a hostile payload cannot fill memory with them."""
+    cached = functools.lru_cache(maxsize=4096)(fn)
+    return lambda text: cached(text) if len(text) <= 200 else fn(text)
+
+
+@_cached_when_short
+def _squeeze(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
 def secret_key(key: object) -> bool:
-    text = str(key)
-    squeezed = re.sub(r"[^a-z0-9]", "", text.lower())
-    if _SECRET_KEY.search(squeezed):
+    return _secret_key(str(key))
+
+
+@_cached_when_short
+def _secret_key(text: str) -> bool:
+    if _SECRET_KEY.search(_squeeze(text)):
         return True
     return any(w.lower() in _SECRET_WORDS for w in _WORDS.findall(text))
 
@@ -60,23 +121,55 @@ def _mask_card(match: re.Match) -> str:
 
 
 def _mask_param(match: re.Match) -> str:
-    return f"{match[1]}{match[2]}={MASK}" if secret_key(match[2]) else match[0]
+    name = match[2]
+    in_query = match[1] in ("?", "&", ";")
+    if secret_key(name) or (in_query and name.lower() in _SECRET_PARAMS):
+        return f"{match[1]}{name}={MASK}"
+    return match[0]
 
 
 def mask_text(text: str) -> str:
-    """A string with card numbers, URL logins and secret query parameters masked."""
+    """A string with card numbers, URL logins, secret parameters (`password=…`, `?sig=…`),
+    Authorization headers and bearer tokens, JWTs and PEM private keys masked."""
+    if "-----BEGIN " in text:
+        text = _PEM.sub(MASK, text)
     text = _CARD.sub(_mask_card, text)
     if "://" in text:
         text = _URL_LOGIN.sub(lambda m: f"{m[1]}{MASK}@", text)
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
+    lowered = text.lower()
+    if "authori" in lowered:
+        text = _AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2] or ''}{MASK}", text)
+    if "bearer" in lowered:
+        text = _BEARER.sub(lambda m: f"{m[1]}{MASK}", text)
     if "=" in text:
-        text = _QUERY_PARAM.sub(_mask_param, text)
+        text = _PARAM.sub(_mask_param, text)
     return text
 
 
+def _escaped(char: int) -> str:
+    """A character as JSON writes it escaped (astral ones as their surrogate pair)."""
+    if char > 0xFFFF:
+        char -= 0x10000
+        return f"\\u{0xD800 + (char >> 10):04x}\\u{0xDC00 + (char & 0x3FF):04x}"
+    return f"\\u{char:04x}"
+
+
+_REVEALED = {n: _escaped(n) for lo, hi in _HIDDEN_RANGES for n in range(lo, hi + 1)}
+
+
+def reveal(text: str) -> str:
+    """`text` with the characters that hide or reorder text shown as their escape (`\\u202e`).
+    In JSON text this keeps the JSON valid and its meaning the same."""
+    return text.translate(_REVEALED) if _HIDDEN.search(text) else text
+
+
 def one_line_clean(text: str, limit: int = 200) -> str:
-    """`text` on one line with nothing invisible: control and format characters (RTL override,
-    zero-width) and line breaks become spaces, so it cannot fake a line or hide its end."""
-    shown = "".join(" " if unicodedata.category(c) in _INVISIBLE else c for c in text)
+    """`text` on one line with nothing invisible: characters that hide or reorder text (RTL
+    override, zero-width) are shown as their escape, as in the payload preview; other control
+    characters and line breaks become spaces, so it cannot fake a line or hide its end."""
+    shown = "".join(" " if unicodedata.category(c) in _INVISIBLE else c for c in reveal(text))
     return clip(shown.strip(), limit) or "?"
 
 
@@ -109,17 +202,24 @@ def mask_secrets(
     """The payload with secrets masked and anything deeper than `depth` elided.
 
     Secrets: values under secret-looking keys, header lists (`[{"name": "Authorization",
-    "value": …}]`, `[["X-Api-Key", …]]`), URL logins, secret query parameters, card numbers,
-    and the dotted `paths` (lists are transparent: `items.iban` is every item's iban)."""
+    "value": …}]` in any case, `[["X-Api-Key", …]]`), what `mask_text` finds in strings, JSON
+    written inside a string (masked within it), card numbers, and the dotted `paths` (lists
+    are transparent: `items.iban` is every item's iban)."""
     if isinstance(value, dict | list) and depth <= 0:
         return DEEP
     if isinstance(value, dict):
-        named = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
-        secret_header = named is not None and secret_key(named)
+        secret_header = any(
+            isinstance(v, str) and _squeeze(str(k)) in _NAME_KEYS and secret_key(v)
+            for k, v in value.items()
+        )
         out = {}
         for k, v in value.items():
             path = f"{at}.{k}" if at else str(k)
-            hidden = secret_key(k) or path in paths or (secret_header and k in _VALUE_KEYS)
+            hidden = (
+                secret_key(k)
+                or path in paths
+                or (secret_header and _squeeze(str(k)) in _VALUE_KEYS)
+            )
             out[k] = MASK if hidden else mask_secrets(v, depth - 1, paths, path)
         return out
     if isinstance(value, list):
@@ -127,14 +227,29 @@ def mask_secrets(
             return [value[0], MASK]
         return [mask_secrets(v, depth - 1, paths, at) for v in value]
     if isinstance(value, str):
-        return mask_text(value)
+        return _mask_string(value, depth)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
         return MASK if mask_text(str(abs(value))) == MASK else value
     return value
 
 
+def _mask_string(text: str, depth: int) -> str:
+    """A string masked; one that holds a JSON object or array is masked as JSON, within it
+    (shown re-written only when something in it was masked)."""
+    if depth > 1 and text.lstrip()[:1] in ("{", "["):
+        try:
+            inner = json.loads(text)
+        except (ValueError, RecursionError):
+            inner = None
+        if isinstance(inner, dict | list):
+            masked = mask_secrets(inner, depth - 1)
+            return text if masked == inner else json.dumps(masked, ensure_ascii=False)
+    return mask_text(text)
+
+
 def pretty_payload(payload: Any, paths: Collection[str] = ()) -> str:
-    return json.dumps(mask_secrets(payload, paths=paths), indent=2, ensure_ascii=False, default=str)
+    masked = mask_secrets(payload, paths=paths)
+    return reveal(json.dumps(masked, indent=2, ensure_ascii=False, default=str))
 
 
 def preview(
@@ -143,7 +258,7 @@ def preview(
     """Pretty, masked JSON cut to `limit` characters; the flag says whether it was cut.
     `masked`: the payload already went through `mask_secrets` (not masked twice)."""
     if masked:
-        text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+        text = reveal(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
     else:
         text = pretty_payload(payload, paths)
     if len(text) <= limit:
@@ -152,7 +267,7 @@ def preview(
 
 
 def one_line(payload: Any, limit: int = 120, paths: Collection[str] = ()) -> str:
-    text = json.dumps(mask_secrets(payload, paths=paths), ensure_ascii=False, default=str)
+    text = reveal(json.dumps(mask_secrets(payload, paths=paths), ensure_ascii=False, default=str))
     return clip(text, limit)
 
 
