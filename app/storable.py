@@ -51,14 +51,18 @@ class Unreadable:
 
 
 class NotJSON(ValueError):
-    """The text is not a JSON document (or nests deeper than MAX_DEPTH and never closes)."""
+    """The text is not a JSON document."""
+
+
+class TooDeep(NotJSON):
+    """It opens containers deeper than MAX_DEPTH and never closes them."""
 
 
 def loads(text: str | bytes) -> Any:
     """The document, with `Unreadable` markers for values it cannot hold; NotJSON if it is none."""
     try:
         if isinstance(text, bytes):
-            text = text.decode()
+            text = text.decode("utf-8-sig")  # a BOM is tolerated, as json.loads(bytes) does
         return json.loads(
             _cut_deep(text),
             parse_int=_int,
@@ -66,7 +70,7 @@ def loads(text: str | bytes) -> Any:
             parse_constant=_constant,
         )
     except RecursionError:  # the scan bounds depth; this is only a backstop
-        raise NotJSON(TOO_DEEP) from None
+        raise TooDeep(TOO_DEEP) from None
     except NotJSON:
         raise
     except ValueError:  # also UnicodeDecodeError
@@ -120,7 +124,7 @@ def _cut_deep(text: str) -> str:
                 last, start = match.end(), None
             level -= 1
     if start is not None:  # opened deeper than the bound and never closed
-        raise NotJSON(TOO_DEEP)
+        raise TooDeep(TOO_DEEP)
     pieces.append(text[last:])
     return "".join(pieces)
 

@@ -72,9 +72,10 @@ def parse(body: bytes) -> PendingEvent | DecisionEvent | str | None:
     this service does not handle."""
     try:
         document = storable.loads(body)
-    except storable.NotJSON as e:
-        status = 422 if str(e) == storable.TOO_DEEP else 400
-        raise WebhookError(status, f"body: {e}" if status == 422 else "body is not JSON") from None
+    except storable.TooDeep as e:
+        raise WebhookError(422, f"body: {e}") from None
+    except storable.NotJSON:
+        raise WebhookError(400, "body is not JSON") from None
     # What the service cannot hold (too deep, 1e400, a 5,000-digit integer) is refused whole:
     # the event carries one approval, and a marker must not be stored in its place.
     if why := storable.unreadable_in(document):
