@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import traceback
 
 import pytest
@@ -164,6 +165,24 @@ def test_sync_finishes_its_pass_and_the_list_answers_past_poison(start_service, 
         assert len(unreadable_lines(service, approval_id)) == 1, service.output()
     assert metric(service, "rotor_slack_rotor_unreadable_items_total") == len(bad)
     assert service.get("/readyz").status_code == 200
+    assert_no_canary(service)
+
+
+def test_a_decision_event_for_a_poisoned_approval_is_reported_once(service, slack, rotor):
+    """Read from Rotor after its decision event: unreadable, reported, and not read again and
+    again (a retry cannot mend it); the next approval's event is handled as usual."""
+    bad = rotor.create("payments", poison()["deep"])["id"]
+    rotor.decide_outside(bad, "approved")
+    wait_until(lambda: unreadable_lines(service, bad), what="the poisoned approval reported")
+    reads = rotor.get_calls
+    time.sleep(1.5)  # past the first retry's backoff (0.5 to 1 s)
+    assert rotor.get_calls == reads
+    good = rotor.create("payments", plain_payload(1))["id"]
+    rotor.decide_outside(good, "rejected", "not needed")
+    wait_until(lambda: stored(service.env["DATABASE_URL"], good)[0], what="the decision recorded")
+    assert len(unreadable_lines(service, bad)) == 1
+    assert stored(service.env["DATABASE_URL"], bad) == [None]
+    assert "decision event: left to the sync" not in service.output()
     assert_no_canary(service)
 
 
