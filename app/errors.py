@@ -2,6 +2,7 @@
 person who clicked.
 
     DatabaseUnavailable      the database cannot be reached or cannot write (raised by app.db)
+    DatabaseRefused          the database refused a value from outside (raised by app.db)
     RecordingDelayed         Rotor decided, the database will record it once it answers
     DecisionRefused          nothing was decided by this click, and why
      ├── ApprovalUnknown     Rotor does not know the approval id
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
 
 class DatabaseUnavailable(Exception):
     """Stopped, unreachable, locked or read-only: a bad day, retried, never a crash."""
+
+
+class DatabaseRefused(Exception):
+    """A value the database cannot store (a NUL, a number out of range): that item is unreadable,
+    and trying again cannot help. Its text names the SQLSTATE, never the value."""
 
 
 class RecordingDelayed(Exception):

@@ -14,7 +14,14 @@ from app.db import Store
 from app.db.models import Approval, Status, utcnow
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
-from app.rotor import RotorApproval, RotorClient, RotorError, RotorNotFound, RotorRateLimited
+from app.rotor import (
+    RotorApproval,
+    RotorClient,
+    RotorError,
+    RotorNotFound,
+    RotorRateLimited,
+    RotorUnreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,8 @@ class OutsideDecisions:
             except RotorNotFound:
                 log.warning("decision event: Rotor does not know the approval", extra=extra)
                 return
+            except RotorUnreadable:
+                return  # reported by the client; reading it again cannot help
             except RotorRateLimited as e:
                 await asyncio.sleep(e.retry_after)
                 continue

@@ -145,9 +145,12 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
             problems.append(f"database: {ping.exception()}")
         elif ping.exception() is not None:
             problems.append(f"database: {type(ping.exception()).__name__}")
+        # Approvals Rotor lists that cannot be read: detail for the operator, not a problem
+        # (the service serves everything else).
+        detail = {"unreadable": u} if (u := rotor.unreadable.detail()) else {}
         if problems:
-            return JSONResponse({"ready": False, "problems": problems}, status_code=503)
-        return JSONResponse({"ready": True})
+            return JSONResponse({"ready": False, "problems": problems} | detail, status_code=503)
+        return JSONResponse({"ready": True} | detail)
 
     async def metrics_endpoint(_request: Request) -> Response:
         with contextlib.suppress(Exception):

@@ -13,6 +13,10 @@ DECISIONS = Counter("rotor_slack_decisions", "Decisions from Slack by outcome", 
 SLACK_ERRORS = Counter("rotor_slack_slack_errors", "Slack API errors by error", ["error"])
 ROTOR_ERRORS = Counter("rotor_slack_rotor_errors", "Rotor API errors by kind", ["kind"])
 ROTOR_RATE_LIMITED = Counter("rotor_slack_rotor_rate_limited", "Rotor answers of 429")
+ROTOR_UNREADABLE = Counter(
+    "rotor_slack_rotor_unreadable_items",
+    "Approvals Rotor listed that cannot be read or stored (each counted once)",
+)
 ROTOR_BUDGET_WAITS = Counter(
     "rotor_slack_rotor_budget_waits",
     "Rotor calls that waited for the rate budget, by priority (people, background)",

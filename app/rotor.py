@@ -5,11 +5,16 @@ RotorError                 Rotor could not be reached or answered something unus
  ├── RotorUnavailable      connection failure, timeout or 5xx: worth trying again
  │    └── RotorRateLimited 429, or this deployment's budget is spent: not before `retry_after`
  ├── RotorConflict         409: the approval is no longer pending
- └── RotorNotFound         404: Rotor does not know the approval
+ ├── RotorNotFound         404: Rotor does not know the approval
+ └── RotorUnreadable       the approval holds what this service cannot read or store
 
 Every call draws on the workspace's rate limit through a `RotorBudget` shared by the replicas
 (app.db.budget): a client for people books the next slot, a `background()` one only takes a
 slot that is free. A 429 pushes every slot past its Retry-After; it is never retried at once.
+
+Rotor's answers are read with `app.storable.loads`, so a page is read item by item: an approval
+whose payload nests too deep or holds a number no database stores, or whose fields are not as
+documented, is set aside and reported once (`UnreadableItems`); the rest of the page proceeds.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,9 +30,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app import metrics
+from app import metrics, storable
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
+from app.storable import CleanText, Text
 
 if TYPE_CHECKING:
     from app.db.budget import RotorBudget
@@ -37,6 +44,9 @@ PEOPLE_PATIENCE = 5.0  # a click waits this long for the budget, then is told to
 MAX_TEXT = 200  # of Rotor's error code and message, kept for logs and Slack
 
 M = TypeVar("M", bound=BaseModel)
+UNREADABLE_KEPT = 1000  # approval ids remembered as reported (and shown by /readyz: the latest)
+
+log = logging.getLogger(__name__)
 
 
 class RotorApproval(BaseModel):
@@ -45,36 +55,78 @@ class RotorApproval(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     id: str = Field(pattern=APPROVAL_ID_PATTERN)
-    job_id: str = Field(alias="jobId")
-    queue_name: str = Field(alias="queueName")
+    job_id: Text = Field(alias="jobId")
+    queue_name: Text = Field(alias="queueName")
     payload: Any = None
     status: str
     created_at: datetime | None = Field(default=None, alias="createdAt")
-    reason: str | None = None
+    reason: CleanText | None = None
     decided_by: str | None = Field(default=None, alias="decidedBy")
+
+
+def read_approval(item: Any) -> RotorApproval | tuple[str | None, str]:
+    """One approval as Rotor sent it, or (its id if it has one, why it cannot be read)."""
+    approval_id = item.get("id") if isinstance(item, dict) else None
+    if not (isinstance(approval_id, str) and re.fullmatch(APPROVAL_ID_PATTERN, approval_id)):
+        approval_id = None
+    if isinstance(item, dict) and (why := storable.unreadable_in(item.get("payload"))):
+        return approval_id, f"payload: {why}"
+    try:
+        return RotorApproval.model_validate(item)
+    except ValidationError as e:
+        first = e.errors()[0]  # its message names the field, never the value
+        where = ".".join(str(p) for p in first["loc"]) or "item"
+        return approval_id, f"{where}: {first['msg']}"
 
 
 class ApprovalPage(BaseModel):
     approvals: list[RotorApproval]
     next_cursor: str | None = Field(default=None, alias="nextCursor")
-    # Items Rotor listed that are not approvals as documented (bad id, missing fields): skipped.
-    skipped: int = 0
+    # Items Rotor listed that cannot be read: (approval id or None, why). Skipped.
+    unreadable: list[tuple[str | None, str]] = []
 
     @classmethod
     def lenient(cls, body: Any) -> ApprovalPage:
         """One malformed item must not hide the rest of the page."""
         if not isinstance(body, dict) or not isinstance(body.get("approvals"), list):
             return _parse(cls, body)  # the page itself is malformed: say so
-        good, skipped = [], 0
+        good, bad = [], []
         for item in body["approvals"]:
-            try:
-                good.append(RotorApproval.model_validate(item))
-            except ValidationError:
-                skipped += 1
+            read = read_approval(item)
+            (good if isinstance(read, RotorApproval) else bad).append(read)
         cursor = body.get("nextCursor")
         return cls(
-            approvals=good, nextCursor=cursor if isinstance(cursor, str) else None, skipped=skipped
+            approvals=good, nextCursor=cursor if isinstance(cursor, str) else None, unreadable=bad
         )
+
+
+class UnreadableItems:
+    """Approvals Rotor listed that cannot be read: each is reported once (a log line with its
+    id and why, never a value; a metric), and `/readyz` shows the latest as detail."""
+
+    def __init__(self) -> None:
+        self._reported: dict[str, str] = {}  # approval id -> why, oldest first
+        self.count = 0
+
+    def report(self, approval_id: str | None, why: str) -> None:
+        key = approval_id or "an item without an approval id"
+        if key in self._reported:
+            return
+        if len(self._reported) >= UNREADABLE_KEPT:
+            del self._reported[next(iter(self._reported))]
+        self._reported[key] = why
+        self.count += 1
+        metrics.ROTOR_UNREADABLE.inc()
+        log.warning(
+            "rotor: an approval cannot be read, skipped: %s", why, extra={"approval_id": key}
+        )
+
+    def detail(self) -> dict[str, Any] | None:
+        """For /readyz: how many were reported, and the latest few ids with why."""
+        if not self.count:
+            return None
+        latest = list(self._reported.items())[-10:]
+        return {"count": self.count, "latest": [{"id": i, "why": w} for i, w in latest]}
 
 
 class RotorError(Exception):
@@ -108,6 +160,10 @@ class RotorNotFound(RotorError):
     pass
 
 
+class RotorUnreadable(RotorError):
+    """The approval holds what this service cannot read or store (reported once already)."""
+
+
 class RotorClient:
     """Transient faults (connection errors, timeouts, 429, 5xx) are retried with backoff.
 
@@ -124,6 +180,7 @@ class RotorClient:
         budget: RotorBudget | None = None,
     ) -> None:
         self._retries, self._budget, self._background = retries, budget, False
+        self.unreadable = UnreadableItems()  # shared with the background() copy
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "rotor-slack"},
@@ -157,10 +214,20 @@ class RotorClient:
     ) -> ApprovalPage:
         params = {"status": status, "queue": queue, "limit": limit, "cursor": cursor}
         body = await self._call("GET", "/v1/approvals", params=_without_none(params))
-        return ApprovalPage.lenient(body)
+        page = ApprovalPage.lenient(body)
+        for unreadable_id, why in page.unreadable:
+            self.unreadable.report(unreadable_id, why)
+        return page
 
     async def get_approval(self, approval_id: str) -> RotorApproval:
-        return _parse(RotorApproval, await self._call("GET", _approval_path(approval_id)))
+        body = await self._call("GET", _approval_path(approval_id))
+        read = read_approval(body)
+        if isinstance(read, RotorApproval):
+            return read
+        if read[0] is None:  # not an approval at all
+            return _parse(RotorApproval, body)
+        self.unreadable.report(*read)
+        raise RotorUnreadable(f"the approval cannot be read: {read[1]}")
 
     async def approve(self, approval_id: str) -> None:
         await self._decide(approval_id, "approve", "approved", None)
@@ -255,7 +322,7 @@ def _json(response: httpx.Response) -> Any:
     if not response.content:
         return None
     try:
-        return response.json()
+        return storable.loads(response.content)  # bad values become markers, item by item
     except ValueError:
         raise RotorError("Rotor answered with something that is not JSON") from None
 
@@ -264,7 +331,7 @@ def error_of(response: httpx.Response) -> tuple[str | None, str | None]:
     """Rotor's documented error shape `{"error": {"code", "message", "details"}}`: the code and
     message, clipped and on one line (they reach logs and Slack); None for what is missing."""
     try:
-        error = response.json().get("error")
+        error = storable.loads(response.content).get("error")
     except (ValueError, AttributeError):
         return None, None
     if isinstance(error, str):  # tolerated: a bare message

@@ -8,7 +8,6 @@ gets a log line; any other event is answered 200 and ignored. Every verified eve
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,39 +17,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app import metrics, signing
+from app import metrics, signing, storable
 from app.db.models import Approval, utcnow
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseRefused, DatabaseUnavailable
 from app.rotor import APPROVAL_ID_PATTERN
+from app.storable import MAX_DEPTH, Text, depth  # noqa: F401 (the limit, re-exported)
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 RETRY_AFTER_SECONDS = 30
-MAX_DEPTH = 256  # JSON nested deeper than this is refused: no real payload needs it
-TOO_DEEP = f"body: JSON nested deeper than {MAX_DEPTH} levels"
-
-
-def depth(document: Any) -> int:
-    """How deeply lists and objects nest in a parsed JSON document (iterative: no recursion)."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, level)
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 class PendingEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     approval_id: str = Field(alias="approvalId", pattern=APPROVAL_ID_PATTERN)
-    job_id: str = Field(alias="jobId", min_length=1, max_length=500)
-    queue_name: str = Field(alias="queueName", min_length=1, max_length=500)
+    job_id: Text = Field(alias="jobId", min_length=1, max_length=500)
+    queue_name: Text = Field(alias="queueName", min_length=1, max_length=500)
     payload: Any
-    workspace_id: str | None = Field(default=None, alias="workspaceId")
+    workspace_id: Text | None = Field(default=None, alias="workspaceId")
 
 
 class DecisionEvent(BaseModel):
@@ -85,13 +71,15 @@ def parse(body: bytes) -> PendingEvent | DecisionEvent | str | None:
     """A pending or decision event's data, the name of a test event, or None for event types
     this service does not handle."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        document = storable.loads(body)
+    except storable.TooDeep as e:
+        raise WebhookError(422, f"body: {e}") from None
+    except storable.NotJSON:
         raise WebhookError(400, "body is not JSON") from None
-    except RecursionError:  # nested past what the parser follows
-        raise WebhookError(422, TOO_DEEP) from None
-    if depth(document) > MAX_DEPTH:
-        raise WebhookError(422, TOO_DEEP)
+    # What the service cannot hold (too deep, 1e400, a 5,000-digit integer) is refused whole:
+    # the event carries one approval, and a marker must not be stored in its place.
+    if why := storable.unreadable_in(document):
+        raise WebhookError(422, f"body: {why}")
     if not isinstance(document, dict) or not isinstance(document.get("event"), str):
         raise WebhookError(400, 'body must be an object with an "event" string')
     kind = document["event"]
@@ -157,6 +145,12 @@ def webhook_endpoint(
             return JSONResponse({"status": "ignored"}, status_code=200)
         try:
             new = await intake(as_approval(event))
+        except DatabaseRefused as e:
+            # A value the checks above let through and the database still refuses: a 4xx, so
+            # a redelivery (which would fail the same way) is not asked for.
+            metrics.WEBHOOKS.labels(outcome="rejected_422").inc()
+            log.warning("webhook refused: %s", e, extra={"approval_id": event.approval_id})
+            return JSONResponse({"error": f"data: {e}"}, status_code=422)
         except DatabaseUnavailable as e:
             # Rotor redelivers: nothing is lost, and the answer says when to try again.
             metrics.WEBHOOKS.labels(outcome="unavailable_503").inc()

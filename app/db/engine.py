@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseRefused, DatabaseUnavailable
 
 SQLITE_BUSY_SECONDS = 5
 IDLE_IN_TRANSACTION_MS = 10_000
@@ -22,6 +22,8 @@ _UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError
 # exception (08), insufficient resources (53), operator intervention (57: shutting down, "the
 # database system is starting up").
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57")
+# Data exception (22): a value the database will not take (NUL, malformed JSON, an encoding).
+_REFUSED_SQLSTATE = "22"
 
 
 class Database:
@@ -34,14 +36,18 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on leaving; an outage is `DatabaseUnavailable`."""
+        """A session in a transaction, committed on leaving; an outage is `DatabaseUnavailable`,
+        a value the database refuses `DatabaseRefused`: their text never carries a value."""
         try:
             async with self.sessions() as session, session.begin():
                 yield session
-        except (*_UNAVAILABLE, sa.DBAPIError) as e:
-            if not is_outage(e):
-                raise
-            raise DatabaseUnavailable(describe(e)) from e
+        except (*_UNAVAILABLE, sa.StatementError, UnicodeEncodeError) as e:
+            if is_refusal(e):
+                # `from None`: the driver's own message may quote the value (asyncpg does).
+                raise DatabaseRefused(refusal(e)) from None
+            if is_outage(e):
+                raise DatabaseUnavailable(describe(e)) from e
+            raise without_values(e) from None
 
     async def ping(self) -> None:
         async with self.session() as s:
@@ -57,6 +63,35 @@ def is_outage(error: BaseException) -> bool:
     if not isinstance(error, _UNAVAILABLE):
         return bool(getattr(error, "connection_invalidated", False))
     return not (isinstance(error, sa.OperationalError) and "no such " in str(error.orig))
+
+
+def is_refusal(error: BaseException) -> bool:
+    """A value the database (or the driver, or SQLAlchemy binding it) will not take."""
+    if isinstance(error, sa.DataError | UnicodeEncodeError):  # sqlite3: a lone surrogate
+        return True
+    if isinstance(error, sa.DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        return sqlstate.startswith(_REFUSED_SQLSTATE)
+    # Not from the driver: a bind processor failed (a value JSON cannot write).
+    return isinstance(error, sa.StatementError) and isinstance(error.orig, ValueError | TypeError)
+
+
+def refusal(error: BaseException) -> str:
+    """What was refused, without the value: the exception class and SQLSTATE only."""
+    cause = getattr(error, "orig", None) or error
+    sqlstate = getattr(cause, "sqlstate", None)
+    return f"the database refused a value ({type(cause).__name__}" + (
+        f", SQLSTATE {sqlstate})" if sqlstate else ")"
+    )
+
+
+def without_values(error: BaseException) -> BaseException:
+    """The same error (callers catch IntegrityError) with its text cut to the first line:
+    PostgreSQL's DETAIL quotes row values ("Failing row contains (…)"); `from None` at the
+    raise drops the driver's exceptions chained below it, which quote them too."""
+    if isinstance(error, sa.StatementError) and error.args and isinstance(error.args[0], str):
+        error.args = (error.args[0].split("\n", 1)[0],)
+    return error
 
 
 def ssl_mode(url: str) -> tuple[URL, str | None]:
@@ -86,6 +121,8 @@ def create_engine(url: str) -> AsyncEngine:
             pool_size=10,
             max_overflow=10,
             pool_pre_ping=True,
+            # Errors quote no parameters: they carry payload values (a key, a card number).
+            hide_parameters=True,
             connect_args={"server_settings": settings} | ({"ssl": ssl} if ssl else {}),
         )
     # One connection: SQLite has one writer anyway, and waiting for the pool is an asyncio
@@ -98,6 +135,7 @@ def create_engine(url: str) -> AsyncEngine:
         pool_size=1,
         max_overflow=0,
         pool_timeout=2 * SQLITE_BUSY_SECONDS,
+        hide_parameters=True,
     )
 
     # SQLite: WAL for concurrent readers, and BEGIN IMMEDIATE so a transaction that will write

@@ -7,6 +7,7 @@ approvals "from the CLI" (which sends the decision event, as Rotor does), send `
 slow Rotor down or take it offline. For tests it counts every decision call it receives, can
 hold decisions until released, accept a second decision of the same approval (so a double
 decision shows instead of hiding behind a 409), and apply a decision then lose the reply.
+A payload given as `RawJSON` is served as its text: hostile JSON Python's json will not write.
 """
 
 from __future__ import annotations
@@ -64,6 +65,35 @@ def error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
 
 def new_approval_id() -> str:
     return f"apv_{uuid.uuid4().hex}"
+
+
+class RawJSON:
+    """A payload given as JSON text and served as it is: what Python's json will not write (a
+    1,000-level nesting, a 5,000-digit integer, `1e400`), as another Rotor client could send."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def dumps(value: Any) -> str:
+    """JSON as Rotor writes it, with each RawJSON written as its text."""
+    raws: dict[str, str] = {}
+
+    def raw(o: Any) -> str:
+        if not isinstance(o, RawJSON):
+            raise TypeError(f"{type(o).__name__} is not JSON")
+        key = f"raw-{uuid.uuid4().hex}"
+        raws[json.dumps(key)] = o.text
+        return key
+
+    text = json.dumps(value, default=raw, ensure_ascii=False, allow_nan=False)
+    for key, payload in raws.items():
+        text = text.replace(key, payload, 1)
+    return text
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(dumps(value), status, media_type="application/json")
 
 
 class FakeRotor:
@@ -134,7 +164,7 @@ class FakeRotor:
             data["payload"] = a["payload"]
         else:  # the decision's fields beyond approvalId are undocumented: the service reads them
             data |= {"status": a["status"], "reason": a.get("reason")}
-        return json.dumps({"event": event, "data": data})
+        return dumps({"event": event, "data": data})
 
     def deliver(self, approval_id: str, url: str | None = None) -> httpx.Response:
         """Send (or send again) the approval's signed `approval.pending` webhook."""
@@ -241,7 +271,7 @@ class FakeRotor:
         more = start + limit < len(newest_first)
         with self._lock:
             self.lists_answered += 1
-        return JSONResponse({"approvals": page, "nextCursor": page[-1]["id"] if more else None})
+        return json_response({"approvals": page, "nextCursor": page[-1]["id"] if more else None})
 
     async def _get(self, request: Request) -> Response:
         with self._lock:
@@ -252,7 +282,7 @@ class FakeRotor:
             approval = self.approvals.get(request.path_params["id"])
         if approval is None:
             return error(404, "NOT_FOUND", "no such approval")
-        return JSONResponse(approval)
+        return json_response(approval)
 
     async def _approve(self, request: Request) -> Response:
         return await self._decision(request, APPROVED, None)
@@ -292,7 +322,7 @@ class FakeRotor:
             return _DroppedConnection()
         if lose is not None:
             await asyncio.sleep(float(lose))
-        return JSONResponse(answer)
+        return json_response(answer)
 
     def _decide(self, approval_id: str, status: str, reason: str | None) -> None:
         approval = self.approvals[approval_id]

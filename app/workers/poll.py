@@ -14,8 +14,9 @@ from app import metrics
 from app.config import Policy
 from app.db import Store
 from app.db.models import Status
+from app.errors import DatabaseRefused
 from app.intake import Intake, from_rotor
-from app.rotor import DEFAULT_RETRY_AFTER, RotorClient, RotorError
+from app.rotor import DEFAULT_RETRY_AFTER, RotorApproval, RotorClient, RotorError
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,19 @@ class Poll(Worker):
             seen.update(a.id for a in fresh)
             known = await self.approvals.known_ids([a.id for a in fresh])
             for approval in fresh:
-                if approval.id not in known and await self.intake.accept(from_rotor(approval)):
-                    log.info("poll: recorded a new approval", extra={"approval_id": approval.id})
+                if approval.id not in known and await self._record(approval):
                     recorded += 1
             cursor = page.next_cursor
             # Met a known one (the rest is older), the end, or a cursor going round in circles.
             if known or not cursor or not fresh:
                 return recorded
+
+    async def _record(self, approval: RotorApproval) -> bool:
+        try:
+            if not await self.intake.accept(from_rotor(approval)):
+                return False
+        except DatabaseRefused as e:  # one approval's value: the rest of the page goes on
+            self.rotor.unreadable.report(approval.id, str(e))
+            return False
+        log.info("poll: recorded a new approval", extra={"approval_id": approval.id})
+        return True

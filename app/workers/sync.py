@@ -17,9 +17,16 @@ from app import metrics
 from app.config import Policy
 from app.db import Store
 from app.db.models import Status
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseRefused, DatabaseUnavailable
 from app.intake import Intake, OutsideDecisions, from_rotor
-from app.rotor import DEFAULT_RETRY_AFTER, RotorApproval, RotorClient, RotorError, RotorNotFound
+from app.rotor import (
+    DEFAULT_RETRY_AFTER,
+    RotorApproval,
+    RotorClient,
+    RotorError,
+    RotorNotFound,
+    RotorUnreadable,
+)
 from app.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -92,12 +99,17 @@ class Sync(Worker):
 
     async def _one(self, step, item) -> bool:
         """One approval's step; a failure is logged and the pass goes on with the rest."""
+        approval_id = getattr(item, "id", item)
         try:
             return await step(item)
+        except RotorUnreadable:
+            return False  # this approval only (reported by the client)
+        except DatabaseRefused as e:  # a value of this approval only
+            self.rotor.unreadable.report(approval_id, str(e))
+            return False
         except (RotorError, DatabaseUnavailable):
             raise  # everything else would fail the same way: end this pass
         except Exception as e:
-            approval_id = getattr(item, "id", item)
             log.error(
                 "sync: skipped: %s: %s", type(e).__name__, e, extra={"approval_id": approval_id}
             )
@@ -122,8 +134,6 @@ class Sync(Worker):
             page = await self.rotor.list_approvals(
                 status=Status.PENDING, limit=PAGE_SIZE, cursor=cursor
             )
-            if page.skipped:
-                log.warning("sync: Rotor listed %d malformed approval(s): skipped", page.skipped)
             fresh = [a for a in page.approvals if a.id not in seen]
             seen.update(a.id for a in fresh)
             yield fresh
