@@ -90,10 +90,14 @@ class ApprovalPage(BaseModel):
         """One malformed item must not hide the rest of the page."""
         if not isinstance(body, dict) or not isinstance(body.get("approvals"), list):
             return _parse(cls, body)  # the page itself is malformed: say so
-        good, bad = [], []
+        good: list[RotorApproval] = []
+        bad: list[tuple[str | None, str]] = []
         for item in body["approvals"]:
             read = read_approval(item)
-            (good if isinstance(read, RotorApproval) else bad).append(read)
+            if isinstance(read, RotorApproval):
+                good.append(read)
+            else:
+                bad.append(read)
         cursor = body.get("nextCursor")
         return cls(
             approvals=good, nextCursor=cursor if isinstance(cursor, str) else None, unreadable=bad

@@ -23,6 +23,7 @@ LAYERS = [
             "app.config",
             "app.templates",
             "app.rules",
+            "app.storable",
             "app.signing",
             "app.errors",
             "app.metrics",
