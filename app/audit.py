@@ -16,6 +16,7 @@ FIELDS = [
     "job_id",
     "outcome",
     "decided_in",
+    "rule",
     "decided_by",
     "approvers",
     "reason",
@@ -54,6 +55,7 @@ def row(approval: Approval, votes: list[tuple[str, datetime]]) -> dict:
         "job_id": approval.job_id,
         "outcome": outcome(approval),
         "decided_in": decided_in(approval),
+        "rule": (approval.rules or {}).get("rule"),  # the [[queues.rules]] that applied
         "decided_by": approval.decided_by,
         "approvers": [{"user": user, "at": _time(at)} for user, at in votes],
         "reason": approval.reason,
