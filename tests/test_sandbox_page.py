@@ -168,6 +168,30 @@ def test_a_non_approver_is_refused_and_the_clock_brings_reminders(page):
     expect(page.locator("#rate")).to_contain_text("of 60 API requests in the last minute")
 
 
+def test_a_payment_over_100k_needs_the_cfo_and_the_amount_typed(page):
+    expect = playwright.expect
+    timeline = page.locator("#timeline")
+    page.wait_for_selector("#user option", state="attached")
+    page.select_option("#user", "U0CAROL")
+    page.get_by_role("button", name="Payment over 100k").click()
+    page.click("#enqueue")
+    page.click('[data-channel="C0FINANCE"]')
+    expect(timeline).to_contain_text("Rule: payment over 100k: 2 approvals from @CFO @finance")
+    # Carol approves payments, but not over the threshold: the rule names others.
+    page.click('.msg [data-action^="approve:"]')
+    expect(page.locator(".msg.ephemeral")).to_contain_text("not an approver")
+    # The CFO's Approve opens a form: the amount, typed, not a one-tap dialog.
+    page.select_option("#user", label="CFO")
+    page.click('.msg [data-action^="approve:"]')
+    page.wait_for_selector("#view textarea")
+    page.fill("#view textarea", "25,000")
+    page.click("#view button.primary")
+    expect(page.locator("#view .error")).to_contain_text("not this job's amount")
+    page.fill("#view textarea", "250,000.00")
+    page.click("#view button.primary")
+    expect(timeline).to_contain_text("1 of 2 approvals: @CFO")
+
+
 def test_the_home_tab_decides_links_and_the_clock_expires(page):
     expect = playwright.expect
     timeline = page.locator("#timeline")

@@ -54,6 +54,14 @@ mask = ["beneficiary.iban"]
 required_approvals = 2      # Carol and a member of the finance group
 requester = "requested_by"  # told in a DM how it ended; cannot approve their own payment
 expire_after = "6h"         # fast-forward the clock 6 h to see it expire
+
+  # Over 100,000 the CFO must be one of the two, and whoever approves types the amount.
+  [[queues.rules]]
+  when = "payload.amount >= 100000"
+  name = "payment over 100k"
+  approvers = ["U0CFO", "S0FINANCE"]
+  required_approvals = 2
+  confirm = "amount"
 """,
     source="sample policy",
 )

@@ -51,6 +51,16 @@ EXAMPLES = {
             "api_key": "sk_live_should_be_masked",
         },
     ),
+    "Payment over 100k": (
+        "payments",
+        {
+            "amount": 250_000.00,
+            "currency": "EUR",
+            "beneficiary": {"name": "Globex SA", "iban": "FR1420041010050500013M02606"},
+            "reference": "WIRE-2026-0042",
+            "requested_by": VISITOR,
+        },
+    ),
     "Contact-list export": (
         "exports",
         {
@@ -77,17 +87,24 @@ def people(policy: Policy, slack: FakeSlack) -> list[dict]:
     """Who can act on the page, with the names Slack would show: every approver, a member of each
     approver group (made up, and put into the stand-in's group), a visitor."""
     found: dict[str, dict] = {}
-    for queue in policy.queues:
-        for approver in queue.approvers or []:
-            if approver.startswith("S"):
-                user = f"U0{approver[2:]}MEMBER"
+    deciders = [
+        (queue.name, approver)
+        for queue in policy.queues
+        for keys in (queue, *queue.rules)  # a rule may name approvers of its own
+        for approver in keys.approvers or []
+    ]
+    for queue_name, approver in dict.fromkeys(deciders):
+        if approver.startswith("S"):
+            user = f"U0{approver[2:]}MEMBER"
+            if approver not in slack.usergroups:
                 slack.usergroups[approver] = [user]
-                name = MEMBER_NAMES[(len(slack.usergroups) - 1) % len(MEMBER_NAMES)]
-                role = f"in @{group_handle(approver)}, approves"
-            else:
-                user, name, role = approver, person_name(approver), "approves"
-            entry = found.setdefault(user, {"name": name, "role": role, "queues": []})
-            entry["queues"].append(queue.name)
+            name = MEMBER_NAMES[(list(slack.usergroups).index(approver)) % len(MEMBER_NAMES)]
+            role = f"in @{group_handle(approver)}, approves"
+        else:
+            user, name, role = approver, person_name(approver), "approves"
+        entry = found.setdefault(user, {"name": name, "role": role, "queues": []})
+        if queue_name not in entry["queues"]:
+            entry["queues"].append(queue_name)
     users = [
         {"id": user, "name": e["name"], "role": f"{e['role']} {', '.join(e['queues'])}"}
         for user, e in found.items()
@@ -105,7 +122,9 @@ def people(policy: Policy, slack: FakeSlack) -> list[dict]:
 def person_name(user_id: str) -> str:
     """A readable name for a made-up id (`U0CAROL` is Carol); a real-looking id stays as it is."""
     tail = user_id[2:]
-    return tail.capitalize() if user_id[:2] in ("U0", "W0") and tail.isalpha() else user_id
+    if user_id[:2] not in ("U0", "W0") or not tail.isalpha():
+        return user_id
+    return tail if len(tail) <= 3 else tail.capitalize()  # U0CFO is the CFO
 
 
 def group_handle(group_id: str) -> str:
