@@ -296,7 +296,8 @@ class Policy(_Strict):
         base = self.rules_for(queue_name)
         if queue is None or not queue.rules:
             return base
-        variables = rules.bind(payload, queue_name, job_id)
+        read = rules.keys_read([rule.condition for rule in queue.rules])
+        variables = rules.bind(payload, queue_name, job_id, read)
         for rule in queue.rules:
             outcome = rule.condition.check(variables)
             if outcome is not rules.Outcome.FAILS:

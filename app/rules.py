@@ -21,6 +21,8 @@ import cel
 VARIABLES = frozenset({"payload", "queue", "job_id"})
 MAX_DEPTH = 256  # as webhooks allow; deeper would overflow the evaluator's stack: unchecked
 _MACRO = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(")
+_PAYLOAD = re.compile(r"\bpayload\b")
+_PAYLOAD_KEY = re.compile(r"\bpayload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class Outcome(Enum):
@@ -33,6 +35,8 @@ class Outcome(Enum):
 class Condition:
     source: str
     _program: Any
+    # The payload's top-level keys it reads (`payload.amount`); None: it may read any.
+    keys: frozenset[str] | None
 
     def check(self, variables: Any) -> Outcome:
         """`variables` from `bind`, shared by every condition of one approval."""
@@ -62,12 +66,28 @@ def compile_condition(source: str) -> Condition:
     unknown = sorted(set(program.variables()) - VARIABLES)
     if unknown:
         raise ValueError(f"unknown variable {', '.join(unknown)}: use payload, queue or job_id")
-    return Condition(source, program)
+    named = _PAYLOAD_KEY.findall(source)
+    only_keys = len(named) == len(_PAYLOAD.findall(source))  # every use is payload.<key>
+    return Condition(source, program, frozenset(named) if only_keys else None)
 
 
-def bind(payload: Any, queue: str, job_id: str) -> Any:
+def keys_read(conditions: list[Condition]) -> frozenset[str] | None:
+    """The payload keys any of `conditions` reads; None when one may read any."""
+    keys: set[str] = set()
+    for condition in conditions:
+        if condition.keys is None:
+            return None
+        keys |= condition.keys
+    return frozenset(keys)
+
+
+def bind(payload: Any, queue: str, job_id: str, keys: frozenset[str] | None = None) -> Any:
     """The variables a condition sees, converted once for all of a queue's conditions; None
-    (every condition unchecked) for a payload nested too deep to convert safely."""
+    (every condition unchecked) for a payload nested too deep to convert safely. With `keys`,
+    only those of the payload's keys are converted: what the conditions read, and no more
+    (a 1 MB payload costs what its `amount` costs)."""
+    if keys is not None and isinstance(payload, dict):
+        payload = {key: payload[key] for key in keys if key in payload}
     if nested_deeper(payload, MAX_DEPTH):
         return None
     return cel.Context(variables={"payload": payload, "queue": queue, "job_id": job_id})
