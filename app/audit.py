@@ -17,6 +17,7 @@ FIELDS = [
     "outcome",
     "decided_in",
     "rule",
+    "edit",
     "decided_by",
     "approvers",
     "reason",
@@ -41,6 +42,17 @@ def decided_in(approval: Approval) -> str:
     return "slack" if approval.decided_by else "outside_slack"
 
 
+def edit_of(approval: Approval) -> str | None:
+    """`superseded by <job>` on an edited original, `edited from <job> by <person>` on the
+    corrected job; None for the rest."""
+    edit = approval.edit or {}
+    if "from" in edit:
+        return f"edited from {edit.get('from_job')} by {edit.get('by')}"
+    if edit.get("outcome") == "superseded":
+        return f"superseded by {edit['job']}"
+    return None
+
+
 def _time(moment: datetime | None) -> str | None:
     if moment is None:
         return None
@@ -56,6 +68,7 @@ def row(approval: Approval, votes: list[tuple[str, datetime]]) -> dict:
         "outcome": outcome(approval),
         "decided_in": decided_in(approval),
         "rule": (approval.rules or {}).get("rule"),  # the [[queues.rules]] that applied
+        "edit": edit_of(approval),
         "decided_by": approval.decided_by,
         "approvers": [{"user": user, "at": _time(at)} for user, at in votes],
         "reason": approval.reason,

@@ -143,6 +143,8 @@ class RotorPolicy(_Strict):
     requests_per_minute: int = Field(default=60, ge=10, le=100_000)
 
 
+MAX_EDITABLE = 20  # inputs in the edit form (a modal holds 100 blocks)
+
 # A dotted path into a job's payload, e.g. `requestedBy` or `meta.owner.email`.
 PayloadPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)]
 
@@ -164,6 +166,8 @@ class QueueKeys(_Strict):
     mask: list[str] = []  # payload paths to mask besides secret-looking ones
     # Step-up: to approve, type the value at this payload path (an amount, a name).
     confirm: PayloadPath | None = None
+    # Payload paths an approver may correct (Edit): the corrected job replaces this one.
+    editable: list[PayloadPath] = Field(default=[], max_length=MAX_EDITABLE)
 
     @field_validator("title")
     @classmethod
@@ -243,6 +247,7 @@ class QueueRules(_Strict):
     link: str | None = None
     mask: tuple[str, ...] = ()
     confirm: str | None = None  # step-up: the payload path an approver types to approve
+    editable: tuple[str, ...] = ()  # payload paths an approver may correct
     rule: str | None = None  # the `[[queues.rules]]` that applied, by name
     unchecked: bool = False  # it applied because its condition could not be evaluated
 

@@ -15,6 +15,7 @@ person who clicked.
      ├── Expired             it waited past its queue's expire_after: rejected as expired now
      ├── ConfirmationNeeded  a step-up rule: approving takes typing a payload value
      ├── ConfirmationWrong   the value typed is not the payload's
+     ├── EditUnderWay        someone's correction of it is being carried out
      ├── RotorFailed         Rotor failed the decision; the claim was released
      ├── DecidedElsewhere    Rotor answered 409: decided outside Slack (recorded)
      ├── StillPending        Rotor answered 409 but still lists it pending
@@ -115,6 +116,12 @@ class ConfirmationWrong(DecisionRefused):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self.path = path
+
+
+class EditUnderWay(DecisionRefused):
+    def __init__(self, editor: str | None) -> None:
+        super().__init__(editor)
+        self.editor = editor
 
 
 class RotorFailed(DecisionRefused):

@@ -12,6 +12,7 @@ from app import metrics
 from app.config import Policy
 from app.db import Store
 from app.db.models import Approval, Status, utcnow
+from app.edits import edited_from
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
 from app.rotor import (
@@ -59,11 +60,28 @@ class Intake:
         approval.rules = rules.model_dump(mode="json")
         if rules.expire_after and approval.status == Status.PENDING:
             approval.expires_at = approval.created_at + rules.expire_after
+        if (original_id := edited_from(approval.job_id)) is not None:
+            await self._link_edit(approval, original_id)
         assert rules.channel is not None, "serve requires slack.default_channel"
         if not await self._approvals.record(approval, rules.channel):
             return False
         self._wake()
         return True
+
+    async def _link_edit(self, approval: Approval, original_id: str) -> None:
+        """A corrected job (its id derived from an edited approval): its message says who
+        edited what, and the editor counts as its requester, so they may not approve it."""
+        original = await self._approvals.get(original_id)
+        edit = (original.edit or {}) if original else {}
+        if original is None or edit.get("job") != approval.job_id:
+            return  # not ours: an id that merely looks like one
+        approval.requester = edit["by"]
+        approval.edit = {
+            "from": original.id,
+            "from_job": original.job_id,
+            "by": edit["by"],
+            "changes": edit.get("changes", []),
+        }
 
 
 class OutsideDecisions:

@@ -23,6 +23,7 @@ from app.db import Store
 from app.db.budget import RotorBudget
 from app.db.models import utcnow
 from app.decisions import Decider
+from app.edits import Editor
 from app.errors import DatabaseUnavailable
 from app.intake import Intake, OutsideDecisions
 from app.interactions.app import build_bolt_app
@@ -69,8 +70,10 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     approvers = ApproverCheck(slack)
     home = HomeTabs(store, slack, policy, approvers)
     home_refresh = HomeRefresh(home)
-    delivery = Delivery(slack, policy, store.votes, requesters)
+    editor = Editor(store, rotor)
+    delivery = Delivery(slack, policy, store, requesters, editor)
     outbox = Outbox(store, delivery, policy, shown=home_refresh.wake)
+    editor.wake_outbox = outbox.wake
     intake = Intake(store, policy, outbox.wake)
     # Clicks come first; what no person waits on gives way to them.
     background = rotor.background()
@@ -79,7 +82,12 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
     reminders = Reminders(store, policy, outbox.wake, decider.expire)
     sync = Sync(store, background, intake, outside, policy, outbox.wake)
     services = Services(
-        decider=decider, rotor=rotor, approvals=store.approvals, home=home, slack=slack
+        decider=decider,
+        rotor=rotor,
+        approvals=store.approvals,
+        home=home,
+        slack=slack,
+        editor=editor,
     )
     signing_secret = settings.slack_signing_secret
     bolt = build_bolt_app(

@@ -26,6 +26,25 @@ def at_path(payload: Any, path: str) -> Any:
 _GROUPING = re.compile(r"[\s,_'\u00a0\u202f]")  # 48,500 · 48 500 · 48_500 · 48'500
 
 
+TEXT_MAX = 3000  # a Slack text input holds this much: longer values cannot be edited there
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def editable_value(value: object) -> bool:
+    """Text and numbers can be corrected in a form; objects, lists and booleans cannot."""
+    if isinstance(value, str):
+        return len(value) <= TEXT_MAX
+    return value is MISSING or value is None or is_number(value)
+
+
+def parse_number(text: str) -> Decimal | None:
+    """A number as a person types it (`48,500.00`, `48 500`), or None."""
+    return _number(text)
+
+
 def _number(value: object) -> Decimal | None:
     if isinstance(value, bool):
         return None

@@ -26,6 +26,7 @@ import logging
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,6 +63,16 @@ class RotorApproval(BaseModel):
     created_at: datetime | None = Field(default=None, alias="createdAt")
     reason: CleanText | None = None
     decided_by: str | None = Field(default=None, alias="decidedBy")
+
+
+class RotorJob(BaseModel):
+    """A job as the enqueue call answers it: `{"id", "state", "tags"}` (extra fields kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: Text
+    state: str | None = None
+    tags: list[str] = []
 
 
 def read_approval(item: Any) -> RotorApproval | tuple[str | None, str]:
@@ -232,6 +243,21 @@ class RotorClient:
             return _parse(RotorApproval, body)
         self.unreadable.report(*read)
         raise RotorUnreadable(f"the approval cannot be read: {read[1]}")
+
+    async def enqueue(self, queue: str, payload: Any, tags: list[str], job_id: str) -> RotorJob:
+        """`POST /v1/queues/{queue}/jobs`. Rotor ignores a `job_id` it knows already, so a
+        retry enqueues nothing twice."""
+        body = {"payload": payload, "tags": tags, "jobId": job_id}
+        path = f"/v1/queues/{quote(queue, safe='')}/jobs"
+        return _parse(RotorJob, await self._call("POST", path, json=body))
+
+    async def job(self, queue: str, job_id: str) -> RotorJob | None:
+        """`GET /v1/queues/{queue}/jobs/{id}`; None when Rotor has no such job."""
+        path = f"/v1/queues/{quote(queue, safe='')}/jobs/{quote(job_id, safe='')}"
+        try:
+            return _parse(RotorJob, await self._call("GET", path))
+        except RotorNotFound:
+            return None
 
     async def approve(self, approval_id: str) -> None:
         await self._decide(approval_id, "approve", "approved", None)

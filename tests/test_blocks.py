@@ -611,12 +611,11 @@ def test_nothing_rendered_from_a_payload_carries_reordering_or_invisible_charact
     approval = make({"who": sneaky, "n": {sneaky: sneaky}, "long": "x" * 3000})
     message = approval_message(approval, queue)
     listed = approvals_list(
-        [ListItem(approval.id, "q", "j", "pending", approval.payload, NOW)],
+        [ListItem(approval.id, "q", "j", "pending", approval.payload, NOW, rules=queue)],
         ListQuery(),
         None,
         NOW,
         0,
-        lambda _: queue,
     )
     rendered = json.dumps(
         [message.blocks_json(), message.text, payload_modal(approval).to_dict()]

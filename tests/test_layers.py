@@ -14,7 +14,7 @@ LAYERS = [
     ("edges", ["app.__main__", "app.cli", "app.main", "app.sandbox", "app.schema"]),
     ("inbound", ["app.asgi", "app.serving", "app.webhooks", "app.interactions"]),
     ("workers", ["app.workers"]),
-    ("core", ["app.decisions", "app.intake"]),
+    ("core", ["app.decisions", "app.intake", "app.edits"]),
     ("outbound", ["app.slack", "app.rotor", "app.audit", "app.manifest"]),
     ("storage", ["app.db"]),
     (

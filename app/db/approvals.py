@@ -145,9 +145,10 @@ class Approvals:
         decided_by: str | None,
         reason: str | None = None,
         expired: bool = False,
+        edit: dict[str, Any] | None = None,
     ) -> Approval | None:
         """Mark a pending approval decided and queue the message update (and the requester's
-        DM); the decided approval, or None if it was not pending."""
+        DM); the decided approval, or None if it was not pending. `edit`: how its edit ended."""
         async with self._db.session() as s:
             approval = await s.get(Approval, approval_id, with_for_update=True)
             if approval is None or approval.status != Status.PENDING:
@@ -157,6 +158,8 @@ class Approvals:
             approval.decided_at = utcnow()
             approval.reason = reason
             approval.expired = expired
+            if edit is not None:
+                approval.edit = edit
             approval.expires_at = None
             approval.claimed_by = approval.claimed_until = None
             approval.next_reminder_at = None
@@ -164,6 +167,41 @@ class Approvals:
             if approval.requester and approval.requester != decided_by:  # told in a DM
                 s.add(task(TaskKind.NOTIFY, approval_id, approval.requester))
             return approval
+
+    async def start_edit(
+        self, approval_id: str, user: str, edit: dict[str, Any], hold: timedelta
+    ) -> bool:
+        """Claim a pending approval for `user`'s edit (`hold`: no click decides it meanwhile),
+        keep the correction and queue its task, in one transaction; False if it is decided,
+        claimed, or being edited already."""
+        now = utcnow()
+        async with self._db.session() as s:
+            result = await s.exec(
+                update(Approval)
+                .where(col(Approval.id) == approval_id, col(Approval.status) == Status.PENDING)
+                .where(col(Approval.edit).is_(None))
+                .where(
+                    or_(col(Approval.claimed_until).is_(None), col(Approval.claimed_until) < now)
+                )
+                .values(claimed_by=user, claimed_until=now + hold, edit=edit)
+            )
+            if result.rowcount != 1:
+                return False
+            s.add(task(TaskKind.EDIT, approval_id, approval_id))
+            return True
+
+    async def end_edit(self, approval_id: str, edit: dict[str, Any]) -> None:
+        """How the edit of an approval decided meanwhile ended, and its message updated."""
+        async with self._db.session() as s:
+            approval = await s.get(Approval, approval_id, with_for_update=True)
+            if approval is not None:
+                approval.edit = edit
+                s.add(task(TaskKind.UPDATE, approval_id, approval.channel or ""))
+
+    async def by_job(self, job_id: str) -> Approval | None:
+        async with self._db.session() as s:
+            rows = await s.exec(select(Approval).where(col(Approval.job_id) == job_id).limit(1))
+            return rows.first()
 
     # --- reminders and expiry --------------------------------------------------------------
 

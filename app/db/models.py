@@ -25,6 +25,7 @@ class TaskKind(StrEnum):
     REMIND = "remind"
     ESCALATE = "escalate"
     NOTIFY = "notify"  # a DM to the requester when the approval ends
+    EDIT = "edit"  # enqueue an approver's corrected job in Rotor, then reject this one
 
 
 class _EnumText(TypeDecorator[Any]):
@@ -85,7 +86,10 @@ class Approval(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, index=True)
     expired: bool = False
     # How it is handled (app.config.QueueRules, as JSON): resolved once, when it arrived.
-    rules: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    rules: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
+    # Edit before approve (app.edits): on the original, the correction and its new job; on the
+    # corrected job's approval, where it came from.
+    edit: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True)))
 
 
 class Vote(SQLModel, table=True):

@@ -13,7 +13,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app import errors
-from app.interactions.listeners import Services, decide, home, listing
+from app.interactions.listeners import Services, decide, edit, home, listing
 from app.interactions.notices import notice
 from app.interactions.respond import ResponseUrls, tell
 from app.slack.ids import ActionId, CallbackId, DecisionForm
@@ -74,6 +74,8 @@ def build_bolt_app(
     app.action(ActionId.OPEN_LINK.pattern())(explained(decide.open_link))
     app.view(CallbackId.REJECT.value)(explained(decide.reject_submitted))
     app.view(CallbackId.CONFIRM.value)(explained(decide.confirm_submitted))
+    app.action(ActionId.EDIT.pattern())(explained(edit.edit))
+    app.view(CallbackId.EDIT.value)(explained(edit.edit_submitted))
     app.event("app_home_opened")(explained(home.opened))
     app.command("/approvals")(explained(listing.approvals_command))
     app.action(ActionId.LIST_MORE.value)(explained(listing.more))

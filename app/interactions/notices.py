@@ -48,6 +48,9 @@ def notice(error: Exception) -> str | None:
             return f"Approving this job takes typing its {code(path, 100)}: click Approve again."
         case errors.ConfirmationWrong(path=path):
             return f"That is not this job's {code(path, 100)}. Nothing was decided."
+        case errors.EditUnderWay(editor=editor):
+            who = f"<@{editor}>'s" if editor else "A"
+            return f"{who} correction of this job is on its way: it replaces this one."
         case errors.RotorFailed(verb=verb, detail=detail):
             return f"Could not {verb}: {escape(detail)}. Nothing was decided; try again."
         case errors.DecidedElsewhere(status=status):

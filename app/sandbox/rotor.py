@@ -13,6 +13,7 @@ A payload given as `RawJSON` is served as its text: hostile JSON Python's json w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import secrets
@@ -33,6 +34,7 @@ from app import signing
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 EVENT_TYPES = {"approval.pending", "approval.approved", "approval.rejected", "webhook.test"}
 WINDOW = 60.0  # Rotor's rate limit counts requests per minute
+MAX_TAGS, MAX_TAG_CHARS = 10, 64  # the job tags guide: at most 10 tags of 64 characters
 MAX_KEPT = 100_000  # request times kept (for tests and the page)
 
 
@@ -102,6 +104,8 @@ class FakeRotor:
         self.webhook_url = ""  # the service's /rotor/webhook, set once it runs
         self.base_url = ""  # ours, set once we run
         self.approvals: dict[str, dict[str, Any]] = {}  # in creation order
+        self.jobs: dict[str, dict[str, Any]] = {}  # enqueued through the API, by job id
+        self.enqueue_calls = 0  # POST /v1/queues/{name}/jobs calls received
         self.decisions: list[tuple[str, str]] = []  # (approval id, status) per decision made
         self.latency = 0.0  # seconds added to every API answer
         self.down_status: int | None = None  # answer everything with this status
@@ -133,6 +137,9 @@ class FakeRotor:
                 Route(base + "/{id}", self._get),
                 Route(base + "/{id}/approve", self._approve, methods=["POST"]),
                 Route(base + "/{id}/reject", self._reject, methods=["POST"]),
+                Route("/v1/queues/{queue}/jobs", self._enqueue, methods=["POST"]),
+                Route("/v1/queues/{queue}/jobs", self._jobs),
+                Route("/v1/queues/{queue}/jobs/{id}", self._job),
             ]
         )
 
@@ -283,6 +290,70 @@ class FakeRotor:
         if approval is None:
             return error(404, "NOT_FOUND", "no such approval")
         return json_response(approval)
+
+    async def _enqueue(self, request: Request) -> Response:
+        """Enqueue a job: on an approval queue it waits for its own approval, whose webhook is
+        sent once the answer is (every queue of the stand-in needs approval). A `jobId` known
+        already is ignored, as Rotor's idempotency key: the job it names is answered."""
+        with self._lock:
+            self.enqueue_calls += 1
+        if refused := await self._guard(request):
+            return refused
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            return error(400, "INVALID_REQUEST", "body must be JSON")
+        if not isinstance(body, dict) or "payload" not in body:
+            return error(400, "INVALID_REQUEST", "body must be an object with a payload")
+        tags, job_id = body.get("tags", []), body.get("jobId")
+        if not isinstance(tags, list) or len(tags) > MAX_TAGS:
+            return error(400, "INVALID_REQUEST", f"tags: a list of at most {MAX_TAGS}")
+        if not all(isinstance(t, str) and 0 < len(t) <= MAX_TAG_CHARS for t in tags):
+            return error(400, "INVALID_REQUEST", f"tags: each at most {MAX_TAG_CHARS} characters")
+        if job_id is not None and not (isinstance(job_id, str) and 0 < len(job_id) <= 255):
+            return error(400, "INVALID_REQUEST", "jobId: a string of at most 255 characters")
+        queue = request.path_params["queue"]
+        with self._lock:
+            if job_id in self.jobs:
+                return json_response(self._job_view(self.jobs[job_id]))
+            approval = self.create(queue, body["payload"], job_id)
+            job = {"id": approval["jobId"], "queueName": queue, "tags": tags}
+            job |= {"payload": body["payload"], "approvalId": approval["id"]}
+            self.jobs[job["id"]] = job
+        threading.Thread(target=self._announce, args=(approval["id"],), daemon=True).start()
+        return json_response(self._job_view(job), status=201)
+
+    def _announce(self, approval_id: str) -> None:
+        if self.webhook_url:
+            with contextlib.suppress(httpx.HTTPError):
+                self.deliver(approval_id)
+
+    def _job_view(self, job: dict[str, Any]) -> dict[str, Any]:
+        approval = self.approvals[job["approvalId"]]
+        state = {PENDING: "pending_approval", APPROVED: "waiting", REJECTED: "failed"}
+        return {**job, "state": state[approval["status"]]}
+
+    async def _job(self, request: Request) -> Response:
+        if refused := await self._guard(request):
+            return refused
+        with self._lock:
+            job = self.jobs.get(request.path_params["id"])
+            if job is None or job["queueName"] != request.path_params["queue"]:
+                return error(404, "NOT_FOUND", "no such job")
+            return json_response(self._job_view(job))
+
+    async def _jobs(self, request: Request) -> Response:
+        """`?tag=` and `?state=` filter, as the docs' job tags guide says."""
+        if refused := await self._guard(request):
+            return refused
+        tag, state = request.query_params.get("tag"), request.query_params.get("state")
+        queue = request.path_params["queue"]
+        with self._lock:
+            jobs = [self._job_view(j) for j in self.jobs.values() if j["queueName"] == queue]
+        jobs = [
+            j for j in jobs if (tag is None or tag in j["tags"]) and state in (None, j["state"])
+        ]
+        return json_response({"jobs": jobs})
 
     async def _approve(self, request: Request) -> Response:
         return await self._decision(request, APPROVED, None)

@@ -62,6 +62,10 @@ expire_after = "6h"         # fast-forward the clock 6 h to see it expire
   approvers = ["U0CFO", "S0FINANCE"]
   required_approvals = 2
   confirm = "amount"
+
+[[queues]]
+name = "outreach"
+editable = ["subject", "body"]  # an approver may correct an AI-drafted email (Edit)
 """,
     source="sample policy",
 )

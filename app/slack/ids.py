@@ -21,6 +21,7 @@ class ActionId(StrEnum):
     VIEW_PAYLOAD = "view_payload"
     LIST_MORE = "list_more"
     OPEN_LINK = "open_link"  # a URL button: Slack opens it, we only ack
+    EDIT = "edit"  # opens the edit form
 
     def on(self, approval_id: str) -> str:
         """The action id of this action's button for one approval (unique within a list)."""
@@ -45,12 +46,20 @@ def approval_of(action: dict) -> str | None:
 class CallbackId(StrEnum):
     REJECT = "reject_reason"
     CONFIRM = "confirm_approval"  # step-up: type a payload value to approve
+    EDIT = "edit_payload"  # edit before approve
 
 
 REASON_BLOCK, REASON_INPUT = "reason", "reason_input"
 REASON_MAX = 3000
 CONFIRM_BLOCK, CONFIRM_INPUT = "confirm", "confirm_input"
 CONFIRM_MAX = 200
+NOTE_BLOCK, VALUE_INPUT = "note", "value"  # the edit form: a block per path, and the note
+NOTE_MAX = 500
+
+
+def edit_block(index: int) -> str:
+    """The edit form's block for the `index`-th editable path (unique by construction)."""
+    return f"edit-{index}"
 
 
 class _Carried(BaseModel):

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from app.config import Policy, QueueRules
+from app.db import Store
 from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
 from app.db.outbox import Posted
-from app.db.votes import Votes
+from app.edits import Editor
 from app.slack.blocks import approval as blocks
+from app.slack.blocks.edits import EditLinks
 from app.slack.blocks.parts import Quorum
 from app.slack.client import SlackClient, SlackRefused
 from app.slack.requesters import Requesters
@@ -28,6 +30,7 @@ METADATA_EVENT = "rotor_approval"
 RATELIMITED, REFUSED, AMBIGUOUS = "ratelimited", "refused", "ambiguous"
 
 Gate = Callable[[str], Awaitable[None]]  # waited on before posting in a channel
+WAIT_FOR_CORRECTED = 10  # tries of an original's update that wait for its corrected job's post
 
 
 class NotYet(Exception):
@@ -40,15 +43,22 @@ class NotYet(Exception):
 
 class Delivery:
     def __init__(
-        self, slack: SlackClient, policy: Policy, votes: Votes, requesters: Requesters
+        self,
+        slack: SlackClient,
+        policy: Policy,
+        store: Store,
+        requesters: Requesters,
+        editor: Editor,
     ) -> None:
-        self.slack, self.policy, self.votes, self.requesters = slack, policy, votes, requesters
+        self.slack, self.policy, self.requesters, self.editor = slack, policy, requesters, editor
+        self.votes, self.approvals = store.votes, store.approvals
         self.KINDS: dict[TaskKind, Callable[..., Awaitable[Posted | None]]] = {
             TaskKind.POST: self.post,
             TaskKind.UPDATE: self.update,
             TaskKind.REMIND: self.remind,
             TaskKind.ESCALATE: self.escalate,
             TaskKind.NOTIFY: self.notify,
+            TaskKind.EDIT: self.edit,
         }
 
     async def run(self, task: OutboxTask, approval: Approval, gate: Gate) -> Posted | None:
@@ -68,7 +78,7 @@ class Delivery:
             )
             if found:
                 return self._posted(approval, channel, found)
-        message = await self._message(approval, channel)
+        message = await self._message(approval, channel, task)
         await gate(channel)
         where, ts = await self.slack.post(
             channel,
@@ -82,7 +92,7 @@ class Delivery:
         if approval.ts is None or approval.channel is None:
             # Not posted yet: the post shows the current state, or this runs again after it.
             raise NotYet("waiting for the post", 1.0)
-        message = await self._message(approval, approval.channel)
+        message = await self._message(approval, approval.channel, task)
         await self.slack.update(approval.channel, approval.ts, message.text, message.blocks_json())
 
     async def remind(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
@@ -101,6 +111,10 @@ class Delivery:
         text = blocks.escalation_text(approval, rules, link, utcnow(), await self._quorum(approval))
         await gate(task.lane)
         await self.slack.post(task.lane, text)
+
+    async def edit(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
+        """Carry out an approver's correction in Rotor (app.edits); Rotor errors are retried."""
+        await self.editor.finish(approval)
 
     async def notify(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
         """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
@@ -126,14 +140,29 @@ class Delivery:
         voters = await self.votes.voters(approval.id) if required > 1 else []
         return Quorum(required, voters)
 
-    async def _message(self, approval: Approval, channel: str) -> blocks.Message:
+    async def _message(self, approval: Approval, channel: str, task: OutboxTask) -> blocks.Message:
         rules = self._rules(approval)
         return blocks.approval_message(
             approval,
             rules,
             meant_for=rules.channel if channel != rules.channel else None,
             quorum=await self._quorum(approval),
+            links=await self._edit_links(approval, task),
         )
+
+    async def _edit_links(self, approval: Approval, task: OutboxTask) -> EditLinks:
+        """The other message of an edit: the original's, or the corrected job's once posted
+        (waited for a while: its webhook comes within seconds of the enqueue)."""
+        edit = approval.edit or {}
+        if "from" in edit:
+            original = await self.approvals.get(edit["from"])
+            return EditLinks(original=await self._permalink(original) if original else None)
+        if edit.get("outcome") != "superseded":
+            return EditLinks()
+        corrected = await self.approvals.by_job(edit["job"])
+        if corrected is not None and corrected.ts is None and task.attempts < WAIT_FOR_CORRECTED:
+            raise NotYet("waiting for the corrected job's message", 2.0)
+        return EditLinks(corrected=await self._permalink(corrected) if corrected else None)
 
     def _posted(self, approval: Approval, channel: str, ts: str) -> Posted:
         first = max(approval.created_at + self.policy.reminders.after, utcnow())

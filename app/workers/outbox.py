@@ -23,6 +23,7 @@ from app.db.outbox import Posted
 from app.db.pace import ChannelPace
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
+from app.rotor import RotorError, RotorRateLimited, RotorUnavailable
 from app.slack.client import SlackRateLimited, SlackRefused, SlackUnavailable
 from app.workers.base import Worker
 from app.workers.deliver import AMBIGUOUS, RATELIMITED, REFUSED, Delivery, NotYet
@@ -181,6 +182,15 @@ class Outbox(Worker):
                 self.wake()
                 return False
             await self._fail(task, f"{REFUSED}: {e}")
+            return False
+        except RotorRateLimited as e:  # an edit's calls to Rotor, past the workspace's limit
+            await self._retry(task, e.retry_after, f"rotor: {e}")
+            return False
+        except RotorUnavailable as e:
+            await self._retry(task, None, f"rotor: {e}")
+            return False
+        except RotorError as e:
+            await self._fail(task, f"rotor refused: {e}")
             return False
         except (DatabaseUnavailable, LeaseLost):
             raise  # the lane stops; its lease runs out and the task is tried again

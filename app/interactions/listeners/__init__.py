@@ -10,6 +10,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 from app.db.approvals import Approvals
 from app.decisions import Decider
+from app.edits import Editor
 from app.rotor import RotorClient
 from app.slack.client import SlackClient
 from app.slack.home import HomeTabs
@@ -24,6 +25,7 @@ class Services:
     approvals: Approvals
     home: HomeTabs
     slack: SlackClient
+    editor: Editor
 
 
 def services(context: AsyncBoltContext) -> Services:

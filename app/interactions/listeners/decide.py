@@ -34,14 +34,16 @@ from app.slack.ids import (
 log = logging.getLogger(__name__)
 
 
-def _button_approval(action: dict) -> str | None:
+def button_approval(action: dict) -> str | None:
     approval_id = approval_of(action)
     if approval_id is None:
         log.warning("ignored a click whose value and action id disagree")
     return approval_id
 
 
-def _form(approval_id: str, body: dict, action: dict, context: AsyncBoltContext) -> DecisionForm:
+def decision_form(
+    approval_id: str, body: dict, action: dict, context: AsyncBoltContext
+) -> DecisionForm:
     """Where a modal opened from this click answers: the tab, the list page, the message."""
     listed = None
     if body.get("container", {}).get("is_ephemeral"):
@@ -54,7 +56,7 @@ def _form(approval_id: str, body: dict, action: dict, context: AsyncBoltContext)
     )
 
 
-async def _open(
+async def open_form(
     context: AsyncBoltContext, trigger_id: str, form: DecisionForm, modal: View
 ) -> None:
     opened = await open_modal(services(context).slack, trigger_id, form.response_url, modal)
@@ -64,18 +66,18 @@ async def _open(
 
 async def approve(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
-    if not (approval_id := _button_approval(action)):
+    if not (approval_id := button_approval(action)):
         return
     decider = services(context).decider
     user = body["user"]["id"]
-    form = _form(approval_id, body, action, context)
+    form = decision_form(approval_id, body, action, context)
     try:
         approval = await decider.decide(approval_id, user, Status.APPROVED)
     except errors.ConfirmationNeeded:
         # A step-up rule: the approver types the value in a form (its trigger_id is fresh).
         approval = await decider.load(approval_id)
         modal = confirm_modal(approval, decider.rules(approval), form)
-        await _open(context, body["trigger_id"], form, modal)
+        await open_form(context, body["trigger_id"], form, modal)
         return
     if form.home or form.listed or body.get("container", {}).get("is_ephemeral"):
         await _answer(context, user, form, approval)
@@ -133,11 +135,11 @@ def done_text(approval: Approval, policy: Policy) -> str:
 
 async def reject(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
-    if not (approval_id := _button_approval(action)):
+    if not (approval_id := button_approval(action)):
         return
     approval = await services(context).decider.vet(approval_id, body["user"]["id"], "reject")
-    form = _form(approval_id, body, action, context)
-    await _open(context, body["trigger_id"], form, reject_modal(approval, form))
+    form = decision_form(approval_id, body, action, context)
+    await open_form(context, body["trigger_id"], form, reject_modal(approval, form))
 
 
 async def reject_submitted(
@@ -168,7 +170,7 @@ async def reject_submitted(
 
 async def view_payload(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContext) -> None:
     await ack()
-    if not (approval_id := _button_approval(action)):
+    if not (approval_id := button_approval(action)):
         return
     approval = await services(context).approvals.get(approval_id)
     if approval is None:

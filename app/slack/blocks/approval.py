@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
 from app.config import QueueRules
 from app.db.models import Approval, Status
 from app.slack.blocks import templates
+from app.slack.blocks.edits import EditLinks, edit_blocks, edit_button
 from app.slack.blocks.parts import NO_VOTES, Quorum, decision_buttons, people, rule_line
 from app.slack.blocks.text import (
     age,
@@ -70,6 +71,8 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     return line
 
 
+NO_LINKS = EditLinks()
+
 _TITLES = {
     Status.PENDING: "Approval needed",
     Status.APPROVED: "Approved",
@@ -114,11 +117,12 @@ def approval_message(
     rules: QueueRules,
     meant_for: str | None = None,
     quorum: Quorum = NO_VOTES,
+    links: EditLinks = NO_LINKS,
 ) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
     `meant_for` names the queue's own channel when the message had to go elsewhere; `rules`
-    say how it is shown (title, fields, link, mask).
+    say how it is shown (title, fields, link, mask); `links` join an edit's two messages.
     """
     facts = facts_of(approval, rules) if rules.templated else None  # the masked payload
     if facts:
@@ -153,6 +157,7 @@ def approval_message(
     ]
     if rules.rule:
         blocks.append(ContextBlock(block_id="rule", elements=[mrkdwn(rule_line(rules))]))
+    blocks += edit_blocks(approval, rules, links)
     if quorum.required > 1 and approval.status == Status.PENDING:
         blocks.append(SectionBlock(block_id="quorum", text=mrkdwn(quorum.progress())))
     blocks.append(code_block(text, "preview"))
@@ -175,7 +180,7 @@ def approval_message(
             )
         )
     if approval.status == Status.PENDING:
-        buttons[:0] = decision_buttons(approval.id, rules)
+        buttons[:0] = decision_buttons(approval.id, rules) + edit_button(approval, rules)
     else:
         outcome = outcome_line(approval, quorum.voters)
         blocks.append(SectionBlock(block_id="outcome", text=mrkdwn(outcome)))

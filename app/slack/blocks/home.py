@@ -25,6 +25,7 @@ from app.config import QueueRules
 from app.db.approvals import Waiting
 from app.db.models import Approval
 from app.slack.blocks.approval import title_of
+from app.slack.blocks.edits import edit_button
 from app.slack.blocks.parts import Quorum, decision_buttons, rule_line, summary_line
 from app.slack.blocks.text import clip, code, escape, mrkdwn, slack_ago
 from app.slack.ids import ActionId
@@ -154,7 +155,7 @@ def _item_blocks(item: Shown) -> list[Block]:
     if item.quorum.required > 1:
         facts.append(item.quorum.progress())
     lines.append(" · ".join(facts))
-    buttons = decision_buttons(approval.id, item.rules)
+    buttons = decision_buttons(approval.id, item.rules) + edit_button(approval, item.rules)
     if item.link:
         buttons.append(
             ButtonElement(
