@@ -192,6 +192,31 @@ def test_a_payment_over_100k_needs_the_cfo_and_the_amount_typed(page):
     expect(timeline).to_contain_text("1 of 2 approvals: @CFO")
 
 
+def test_an_ai_drafted_email_is_corrected_and_the_corrected_job_approved(page):
+    expect = playwright.expect
+    timeline = page.locator("#timeline")
+    page.wait_for_selector("#user option", state="attached")
+    page.select_option("#user", "U0CAROL")
+    page.get_by_role("button", name="AI outreach email").click()
+    page.click("#enqueue")
+    page.click('[data-channel="C0APPROVALS"]')
+    expect(timeline).to_contain_text("Quick question about your Q3 roadmap")
+    # Edit: the form holds today's subject and body; the subject is corrected.
+    page.click('.msg [data-action^="edit:"]')
+    subject = page.locator('#view textarea[data-block="edit-0"]')
+    expect(subject).to_have_value("Quick question about your Q3 roadmap")
+    subject.fill("A question about your Q3 platform hiring")
+    page.click("#view button.primary")
+    expect(timeline).to_contain_text("Edited by @Carol from job")
+    expect(timeline).to_contain_text("A question about your Q3 platform hiring")
+    expect(timeline).to_contain_text("Superseded by job")
+    # Someone else approves the corrected job: Carol, its editor, may not.
+    page.select_option("#user", "U0VISITOR")
+    page.locator('.msg [data-action^="approve:"]').last.click()
+    page.click("#confirm button.primary")
+    expect(timeline).to_contain_text("Approved by @Visitor")
+
+
 def test_the_home_tab_decides_links_and_the_clock_expires(page):
     expect = playwright.expect
     timeline = page.locator("#timeline")
