@@ -159,6 +159,22 @@ def test_serve_refuses_a_bad_policy_naming_the_key(env, tmp_path):
     )
 
 
+def test_serve_and_check_refuse_a_rule_that_is_not_cel_in_one_line(env, tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text(
+        '[slack]\ndefault_channel = "C0A"\n[[queues]]\nname = "payments"\n'
+        '[[queues.rules]]\nwhen = "payload.amount >"\nname = "large payment"\n'
+    )
+    said = f"rotor-slack: {bad}: queues[0]: queue 'payments', rule 'large payment': when: "
+    serve = run("serve", env=env | {"ROTOR_SLACK_CONFIG": str(bad)}, cwd=tmp_path)
+    assert serve.returncode == 2 and len(serve.stderr.strip().splitlines()) == 1
+    assert serve.stderr.startswith(said + "not valid CEL"), serve.stderr
+    check = run("check", env=env | {"ROTOR_SLACK_CONFIG": str(bad)}, cwd=tmp_path)
+    assert check.returncode != 0 and "rule 'large payment': when: not valid CEL" in check.stdout + (
+        check.stderr
+    )
+
+
 # `serve` and `migrate` open the database the same way: each case runs one of them.
 @pytest.mark.parametrize(
     ("command", "path", "message"),

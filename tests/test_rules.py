@@ -72,6 +72,16 @@ def test_conditions_fail_closed_and_never_run_unbounded():
     )
 
 
+def test_a_condition_is_handed_only_the_payload_keys_it_names():
+    named = compile_condition("payload.a.b > 1 && payload.c == 'x'")
+    assert named.keys == {"a", "c"}
+    assert compile_condition("size(payload) > 1").keys is None  # the whole payload, then
+    assert compile_condition('payload["a"] > 1').keys is None
+    huge = {"a": {"b": 2}, "c": "x", "rows": [{"n": i} for i in range(50_000)]}
+    assert named.check(bind(huge, "q", "j", named.keys)) is Outcome.HOLDS
+    assert named.check(bind({"a": {"b": 0}, "c": "x"}, "q", "j", named.keys)) is Outcome.FAILS
+
+
 def test_the_first_rule_that_holds_applies_and_only_its_keys_override():
     policy = parse_policy(make_policy(queues=RULED))
     small = policy.resolve("payments", {"amount": 50}, "j")
