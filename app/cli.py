@@ -292,12 +292,13 @@ async def _reach_socket_mode(settings: Settings) -> Reached:
 
 
 async def _reach_rotor(settings: Settings) -> Reached:
+    from app.db.models import Status
     from app.rotor import RotorClient, RotorError, RotorUnavailable
 
     where = without_password(str(settings.rotor_api_url))
     rotor = RotorClient(str(settings.rotor_api_url), settings.secret("rotor_api_key"))
     try:
-        await rotor.list_approvals(status="pending", limit=1)
+        await rotor.list_approvals(status=Status.PENDING, limit=1)
     except RotorUnavailable as e:
         return None, f"Rotor at {where}: {e}: check ROTOR_API_URL, or try again later"
     except RotorError as e:

@@ -64,7 +64,7 @@ class InFlight:
         await self._idle.wait()
 
 
-def verb_for(status: str) -> str:
+def verb_for(status: Status) -> str:
     return "approve" if status == Status.APPROVED else "reject"
 
 

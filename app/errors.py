@@ -131,7 +131,7 @@ class RotorFailed(DecisionRefused):
 
 
 class DecidedElsewhere(DecisionRefused):
-    def __init__(self, status: str) -> None:
+    def __init__(self, status: str) -> None:  # Rotor's status, as it said it
         super().__init__(status)
         self.status = status
 

@@ -57,7 +57,8 @@ def queue_label(name: str) -> str:
 
 
 def observe_decision(approval, outcome: str) -> None:
-    """`approval` is an app.db.models.Approval (not imported: models import nothing of ours)."""
+    """`approval`: an app.db.models.Approval, or Rotor's own (duck-typed: metrics sit below
+    both and import neither)."""
     created = approval.created_at or clock.now()
     if created.tzinfo is None:  # SQLite gives times back without their zone (UTC)
         created = created.replace(tzinfo=UTC)

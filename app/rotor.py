@@ -32,6 +32,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app import metrics, storable
+from app.db.models import Status
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
 from app.storable import CleanText, Text
@@ -59,7 +60,7 @@ class RotorApproval(BaseModel):
     job_id: Text = Field(alias="jobId")
     queue_name: Text = Field(alias="queueName")
     payload: Any = None
-    status: str
+    status: Status  # another status is not one Rotor documents: the item is unreadable
     created_at: datetime | None = Field(default=None, alias="createdAt")
     reason: CleanText | None = None
     decided_by: str | None = Field(default=None, alias="decidedBy")
@@ -222,7 +223,7 @@ class RotorClient:
 
     async def list_approvals(
         self,
-        status: str | None = None,
+        status: Status | None = None,
         queue: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
@@ -260,12 +261,12 @@ class RotorClient:
             return None
 
     async def approve(self, approval_id: str) -> None:
-        await self._decide(approval_id, "approve", "approved", None)
+        await self._decide(approval_id, "approve", Status.APPROVED, None)
 
     async def reject(self, approval_id: str, reason: str) -> None:
-        await self._decide(approval_id, "reject", "rejected", {"reason": reason})
+        await self._decide(approval_id, "reject", Status.REJECTED, {"reason": reason})
 
-    async def _decide(self, approval_id: str, verb: str, status: str, body: Any) -> None:
+    async def _decide(self, approval_id: str, verb: str, status: Status, body: Any) -> None:
         path = f"{_approval_path(approval_id)}/{verb}"
         for attempt in range(self._retries + 1):
             try:

@@ -40,7 +40,7 @@ class ListItem:
     id: str
     queue_name: str
     job_id: str
-    status: str
+    status: Status
     payload: Any
     created_at: datetime | None
     decided_by: str | None = None
