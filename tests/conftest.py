@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -196,6 +199,25 @@ def start_service(tmp_path, keys, slack, rotor, database_url):
 @pytest.fixture
 def service(start_service) -> ServiceProcess:
     return start_service()
+
+
+def audit(service: ServiceProcess, cwd, fmt: str = "jsonl") -> str:
+    """`rotor-slack audit --since 1h` on the service's database: what it wrote to stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "audit", "--since", "1h", "--format", fmt],
+        env=service.env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def audit_rows(service: ServiceProcess, cwd) -> dict[str, dict]:
+    """The audit's rows, by approval id."""
+    return {r["approval_id"]: r for r in map(json.loads, audit(service, cwd).splitlines())}
 
 
 def set_claim(database_url: str, approval_id: str, user: str, expires_in: timedelta) -> None:

@@ -4,13 +4,20 @@ in Rotor and the original rejected, durably (issue: edit before approve)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from app.edits import changes, corrected, edited_from, new_job_id, read_form
-from tests.conftest import CAROL, DAVE, MALLORY, make_policy, posted, stored, wait_until
+from tests.conftest import (
+    CAROL,
+    DAVE,
+    MALLORY,
+    audit_rows,
+    make_policy,
+    posted,
+    stored,
+    wait_until,
+)
 from tests.test_decisions import decided, notices
 
 OUTREACH = """
@@ -123,15 +130,7 @@ def test_an_edit_enqueues_the_corrected_job_and_rejects_the_original(
     wait_until(lambda: rotor.status(corrected_id) == "approved")
     decided(slack, corrected_id)
 
-    rows = subprocess.run(
-        [sys.executable, "-m", "app", "audit", "--since", "1h"],
-        env=editing.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    by_id = {r["approval_id"]: r for r in map(json.loads, rows.splitlines())}
+    by_id = audit_rows(editing, tmp_path)
     assert by_id[original["id"]]["edit"] == f"superseded by {job_id}"
     assert by_id[corrected_id]["edit"] == f"edited from {original['jobId']} by {CAROL}"
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import CAROL, DAVE, MALLORY, drained, make_policy, posted, wait_until
+from tests.conftest import (
+    CAROL,
+    DAVE,
+    MALLORY,
+    audit,
+    audit_rows,
+    drained,
+    make_policy,
+    posted,
+    wait_until,
+)
 from tests.test_decisions import decided, notices, outcome
 
 ERIN = "U0ERIN"
@@ -208,19 +216,7 @@ def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, r
     assert any("Expired" in dm.text for dm in dms)
     assert rotor.decisions == [(quick["id"], "approved"), (stale["id"], "rejected")]
 
-    def audit(fmt: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "app", "audit", "--since", "1h", "--format", fmt],
-            env=first.env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    rows = [json.loads(line) for line in audit("jsonl").splitlines()]
+    rows = [json.loads(line) for line in audit(first, tmp_path).splitlines()]
     assert [(r["approval_id"], r["outcome"]) for r in rows] == [
         (quick["id"], "approved"),
         (stale["id"], "expired"),
@@ -228,7 +224,7 @@ def test_expiry_once_across_replicas_and_the_audit_trail(start_service, slack, r
     assert [r["decided_in"] for r in rows] == ["slack", "expiry"]
     assert rows[0]["decided_by"] == CAROL and rows[0]["requester"] == MALLORY
     assert rows[1]["reason"] == "Expired: no decision within 6s"
-    table = list(csv.DictReader(io.StringIO(audit("csv"))))
+    table = list(csv.DictReader(io.StringIO(audit(first, tmp_path, "csv"))))
     assert [r["outcome"] for r in table] == ["approved", "expired"]
 
 
@@ -300,15 +296,7 @@ def test_the_audit_says_whether_a_job_decided_outside_slack_ran(service, slack, 
     rotor.decide_outside(ran["id"], "approved")
     rotor.decide_outside(stopped["id"], "rejected", "Auto-rejected: timeout policy")
     decided(slack, ran["id"]), decided(slack, stopped["id"])
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "audit", "--since", "1h"],
-        env=service.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    rows = {r["approval_id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    rows = audit_rows(service, tmp_path)
     assert (rows[ran["id"]]["outcome"], rows[ran["id"]]["decided_in"]) == (
         "approved",
         "outside_slack",

@@ -4,15 +4,22 @@ and a step-up confirmation, resolved once when the approval arrives (issue: rule
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from app.config import ConfigError, QueueRules, parse_policy
 from app.payload import typed_matches
 from app.rules import Outcome, bind, compile_condition
-from tests.conftest import CAROL, DAVE, MALLORY, make_policy, posted, stored, wait_until
+from tests.conftest import (
+    CAROL,
+    DAVE,
+    MALLORY,
+    audit_rows,
+    make_policy,
+    posted,
+    stored,
+    wait_until,
+)
 from tests.test_decisions import decided, notices, outcome
 
 CFO, CFO_2 = "U0A1", "U0A2"
@@ -231,15 +238,7 @@ def test_a_policy_change_applies_to_new_approvals_only_and_the_audit_names_the_r
 
     rotor.decide_outside(before["id"], "rejected", "Too large")
     decided(slack, before["id"])
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "audit", "--since", "1h"],
-        env=second.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    rows = {r["approval_id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    rows = audit_rows(second, tmp_path)
     assert rows[before["id"]]["rule"] == "large payment"
     assert rows[after["id"]]["rule"] is None
 

@@ -97,17 +97,28 @@ async def _answer(
     await tell(form.response_url, text)
 
 
+async def submitted(
+    ack: AsyncAck, view: dict, context: AsyncBoltContext
+) -> tuple[DecisionForm, Approval] | None:
+    """The form's approval as stored, or None (acked) for metadata we did not write or an
+    approval no longer stored."""
+    form = DecisionForm.load(view.get("private_metadata") or "")
+    approval = await services(context).approvals.get(form.id) if form else None
+    if form is None or approval is None:
+        await ack()
+        return None
+    return form, approval
+
+
 async def confirm_submitted(
     ack: AsyncAck, body: dict, view: dict, context: AsyncBoltContext
 ) -> None:
     state = view["state"]["values"].get(CONFIRM_BLOCK, {}).get(CONFIRM_INPUT, {})
     typed = (state.get("value") or "").strip()
-    form = DecisionForm.load(view.get("private_metadata") or "")
+    if not (found := await submitted(ack, view, context)):
+        return
+    form, approval = found
     decider = services(context).decider
-    approval = await decider.approvals.get(form.id) if form else None
-    if form is None or approval is None:
-        await ack()
-        return  # not metadata we wrote, or an approval no longer stored
     path = decider.rules(approval).confirm
     if path is not None and not typed_matches(typed, at_path(approval.payload, path)):
         # Refused inside the form: nothing is decided, and the approver can look again.

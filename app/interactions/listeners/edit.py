@@ -8,12 +8,12 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 from app.edits import new_job_id, read_form
 from app.interactions.listeners import services
-from app.interactions.listeners.decide import button_approval, decision_form, open_form
+from app.interactions.listeners.decide import button_approval, decision_form, open_form, submitted
 from app.interactions.respond import tell
 from app.payload import at_path
 from app.slack.blocks.edits import edit_modal
 from app.slack.blocks.text import code
-from app.slack.ids import NOTE_BLOCK, VALUE_INPUT, DecisionForm, edit_block
+from app.slack.ids import NOTE_BLOCK, VALUE_INPUT, edit_block
 
 NOT_EDITABLE = "This queue's approvals cannot be edited here."
 
@@ -33,12 +33,10 @@ async def edit(ack: AsyncAck, body: dict, action: dict, context: AsyncBoltContex
 
 
 async def edit_submitted(ack: AsyncAck, body: dict, view: dict, context: AsyncBoltContext) -> None:
-    form = DecisionForm.load(view.get("private_metadata") or "")
+    if not (found := await submitted(ack, view, context)):
+        return
+    form, approval = found
     decider = services(context).decider
-    approval = await decider.approvals.get(form.id) if form else None
-    if form is None or approval is None:
-        await ack()
-        return  # not metadata we wrote, or an approval no longer stored
     rules = decider.rules(approval)
     state = view.get("state", {}).get("values", {})
     typed = {

@@ -10,7 +10,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.models.blocks import ContextBlock
 
-from app.db.models import Status, utcnow
+from app.config import QueueRules
+from app.db.models import Approval, Status, utcnow
 from app.interactions.commands import (
     ListQuery,
     looks_like_status,
@@ -19,7 +20,7 @@ from app.interactions.commands import (
 )
 from app.interactions.listeners import services
 from app.interactions.respond import answer, tell
-from app.rotor import RotorError
+from app.rotor import RotorApproval, RotorError
 from app.slack.blocks.listing import LIST_PAGE_SIZE, ListItem, approvals_list
 from app.slack.blocks.text import mrkdwn
 from app.slack.ids import ListPage
@@ -68,18 +69,7 @@ async def _send_mine(
     voters = await services(context).decider.votes.of(list(found))
     policy = services(context).decider.policy
     items = [
-        _with_voters(
-            ListItem(
-                a.id,
-                a.queue_name,
-                a.job_id,
-                a.status,
-                a.payload,
-                a.created_at,
-                rules=policy.rules_of(a.queue_name, a.rules),
-            ),
-            voters,
-        )
+        _with_voters(_item(a, policy.rules_of(a.queue_name, a.rules)), voters)
         for a in (found.get(w.id) for w in shown)
         if a is not None
     ]
@@ -141,16 +131,9 @@ async def _send_list(
     stored = await services(context).approvals.many([a.id for a in result.approvals])
     policy = decider.policy
     listed = [
-        ListItem(
-            a.id,
-            a.queue_name,
-            a.job_id,
-            a.status,
-            a.payload,
-            a.created_at,
-            a.decided_by,
-            a.reason,
-            rules=policy.rules_of(a.queue_name, stored[a.id].rules)
+        _item(
+            a,
+            policy.rules_of(a.queue_name, stored[a.id].rules)
             if a.id in stored
             else policy.resolve(a.queue_name, a.payload, a.job_id),
         )
@@ -174,6 +157,22 @@ async def _send_list(
         blocks=[b.to_dict() for b in listing],
         response_type="ephemeral",
         replace_original=replace,
+    )
+
+
+def _item(approval: Approval | RotorApproval, rules: QueueRules) -> ListItem:
+    """A list item: an approval stored here, or one as Rotor lists it (who decided, why)."""
+    a = approval
+    return ListItem(
+        a.id,
+        a.queue_name,
+        a.job_id,
+        Status(a.status),
+        a.payload,
+        a.created_at,
+        a.decided_by,
+        a.reason,
+        rules=rules,
     )
 
 
