@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
@@ -67,6 +68,9 @@ class Outbox(Worker):
         # claimed task is someone else's to retry once its lease runs out.
         self.batch = max(1, min(20, int(rate * 2)))
         self.lease = timedelta(seconds=policy.slack.timeout.total_seconds() + 5 + self.batch / rate)
+        # A renewal that comes back later than this may be stale: its lease can have run out
+        # and the task been taken over since the database granted it.
+        self.fresh = (self.lease - policy.slack.timeout).total_seconds() / 2
 
     def wake(self) -> None:
         self._wake.set()
@@ -345,8 +349,14 @@ class Outbox(Worker):
         comes: a replica that stalled past its lease must not post what another took over."""
 
         async def if_still_ours(**arguments):
-            if not await self.tasks.renew(task.id, task.attempts, self.lease):
-                raise LeaseLost(task.id)
+            while True:
+                asked = time.monotonic()
+                if not await self.tasks.renew(task.id, task.attempts, self.lease):
+                    raise LeaseLost(task.id)
+                if time.monotonic() - asked < self.fresh:
+                    break
+                # Stalled (a long pause, a stopped VM) between the renewal and now: renew again,
+                # which fails if another worker took the task over in the meantime.
             return await method(**arguments)
 
         return await client.call(if_still_ours, pacer=self.pacer, paced_channel=channel, **kwargs)
