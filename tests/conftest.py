@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -130,29 +131,62 @@ def rotor(keys):
     server.stop()
 
 
-async def _fresh_postgres(url: str) -> str:
-    """An empty database of this test worker's own (workers run side by side)."""
-    import asyncpg
+# This run's own databases, one a worker: two runs on one server (CI and a developer, two
+# worktrees) that share a base name must not drop each other's schema in the middle of a test.
+RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
+_created: list[str] = []
+
+
+def _own_database(url: str):
     from sqlalchemy.engine import make_url
 
     base = make_url(url)
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    mine = base.set(database=f"{base.database}_{worker}") if worker else base
-    dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    if worker:
-        conn = await asyncpg.connect(dsn)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return base, base.set(database=f"{base.database}_{RUN}_{worker}")
+
+
+def _dsn(url) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _fresh_postgres(url: str) -> str:
+    """An empty database of this test worker's own (workers run side by side)."""
+    import asyncpg
+
+    base, mine = _own_database(url)
+    if not _created:
+        conn = await asyncpg.connect(_dsn(base))
         try:
             await conn.execute(f'CREATE DATABASE "{mine.database}"')
         except asyncpg.DuplicateDatabaseError:
             pass
         finally:
             await conn.close()
-    conn = await asyncpg.connect(mine.set(drivername="postgresql").render_as_string(False))
+        _created.append(mine.database)
+    conn = await asyncpg.connect(_dsn(mine))
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
     return mine.render_as_string(hide_password=False)
+
+
+async def _drop_own_database(url: str) -> None:
+    import asyncpg
+
+    base, mine = _own_database(url)
+    conn = await asyncpg.connect(_dsn(base))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{mine.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_this_runs_database():
+    yield
+    if PG_URL and _created:
+        asyncio.run(_drop_own_database(PG_URL))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from app.db.models import utcnow
+from app.workers.outbox import LeaseLost
 from tests.conftest import (
     CAROL,
     OPS,
@@ -23,6 +29,10 @@ from tests.conftest import (
 from tests.test_faults import assert_each_posted_once
 
 QUEUES = ["payments", "ops", "general", "escalations"]
+# A lane claims at most 20 tasks at a time (app.workers.outbox: two seconds at 50 posts a second):
+# with this many approvals over the three channels (C0FINANCE, C0OPS, and C0APPROVALS for the two
+# queues without a channel) every lane is claimed run after run, by both replicas in turn.
+MANY = 150
 
 
 @pytest.fixture
@@ -40,7 +50,7 @@ def replicas(start_service, slack):
 
 def test_redeliveries_across_replicas_post_each_approval_once(replicas, slack, rotor):
     a, b = replicas()
-    approvals = [rotor.create(QUEUES[i % 4], {"i": i}) for i in range(500)]
+    approvals = [rotor.create(QUEUES[i % 4], {"i": i}) for i in range(MANY)]
 
     def deliver(indexed):
         i, approval = indexed
@@ -88,10 +98,12 @@ def test_clicks_on_both_replicas_make_one_decision(replicas, slack, rotor):
     assert len(rotor.decision_calls) == 1
 
 
-def test_reminders_for_100_approvals_are_sent_once_each(replicas, slack, rotor, database_url):
+def test_reminders_for_many_approvals_are_sent_once_each(replicas, slack, rotor, database_url):
     a, b = replicas(after="1s")
     ids = []
-    for i in range(100):
+    # Both replicas sweep every 200 ms while these fall due within a second or two of each other:
+    # sweeps overlap on the same rows again and again, and the reminders share the lanes' runs.
+    for i in range(60):
         approval = rotor.create(QUEUES[i % 4], {"i": i})
         rotor.deliver(approval["id"], url=f"{(a, b)[i % 2].url}/rotor/webhook")
         ids.append(approval["id"])
@@ -104,13 +116,15 @@ def test_reminders_for_100_approvals_are_sent_once_each(replicas, slack, rotor, 
     rows = stored(database_url, *ids)
     assert {r.reminders_sent for r in rows} == {1}
     assert all(as_utc(r.next_reminder_at) > utcnow() + timedelta(minutes=50) for r in rows)
-    assert [len(slack.replies(m)) for m in messages] == [1] * 100
+    assert [len(slack.replies(m)) for m in messages] == [1] * len(ids)
 
 
 def test_a_replica_killed_mid_burst_leaves_its_work_to_the_other(replicas, slack, rotor):
     slack.posts_per_second = 20
     a, b = replicas()
-    ids = [rotor.create(QUEUES[i % 4], {"i": i})["id"] for i in range(200)]
+    # At 20 a second Slack's pace keeps the burst going for seconds after the 20th post, when A
+    # dies holding claimed runs on every lane: B gets them only once their leases run out.
+    ids = [rotor.create(QUEUES[i % 4], {"i": i})["id"] for i in range(MANY)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda x: rotor.deliver(x, url=f"{a.url}/rotor/webhook"), ids))
     wait_until(lambda: slack.count("chat.postMessage") >= 20, 20, "posting to begin")
@@ -144,3 +158,96 @@ def test_a_replica_frozen_mid_work_neither_stalls_the_other_nor_doubles_a_post(
         os.kill(a.process.pid, signal.SIGCONT)
     # A wakes in the middle of its run: what B posted is not posted again.
     assert_each_posted_once(slack, ids, a, b)
+
+
+# Longer than the outbox trusts a renewal to take: half of what its 8 s lease leaves past the
+# call's 1 s timeout (app.workers.outbox).
+STALL = 4.0
+
+
+async def _post_after_a_stalled_renewal(database_url: str, slack) -> tuple[int, int]:
+    """One post task run by an outbox whose process stalls just after the database granted its
+    renewal; meanwhile the lease runs out and another worker takes the task over. Returns
+    (posts to Slack, the task's attempts)."""
+    from slack_sdk.web.async_client import AsyncWebClient
+    from sqlalchemy import event, update
+
+    from app import schema
+    from app.config import parse_policy
+    from app.db import Store
+    from app.db.models import Approval, OutboxTask, Status
+    from app.edits import Editor
+    from app.intake import Intake
+    from app.rotor import RotorClient
+    from app.slack.client import SlackClient
+    from app.slack.requesters import Requesters
+    from app.workers.deliver import Delivery
+    from app.workers.outbox import Outbox
+
+    policy = parse_policy(make_policy(rate=2, timeout="1s", queues=OPS))
+    store = Store(database_url)
+    web = AsyncWebClient(token=slack.token, base_url=f"{slack.base_url}/api/")
+    try:
+        await schema.upgrade(store)
+        approval = Approval(
+            id="apv_" + "5" * 32,
+            job_id="job_5",
+            queue_name="ops",
+            payload={},
+            created_at=utcnow(),
+            status=Status.PENDING,
+            reminders_sent=0,
+        )
+        await Intake(store, policy, lambda: None).accept(approval)
+        client = SlackClient(web)
+        unused = Editor(store, RotorClient("http://127.0.0.1:9", "rt_ws_unused"))  # posts only
+        outbox = Outbox(store, Delivery(client, policy, store, Requesters(client), unused), policy)
+        renewing = []
+
+        @event.listens_for(store.engine.sync_engine, "before_cursor_execute")
+        def seen(conn, cursor, statement, *_):
+            if statement.startswith("UPDATE outbox SET locked_until") and "attempts =" in statement:
+                renewing.append(True)
+
+        @event.listens_for(store.engine.sync_engine.pool, "checkin")
+        def stall(*_):
+            # The renewal is committed and its connection back in the pool: the process stops
+            # here (a long pause, a stopped VM) long enough for its lease to run out, and
+            # another worker takes the task over. Blocking stops every task of this loop.
+            if renewing == [True]:  # the first renewal only
+                renewing.append(False)
+                thread = threading.Thread(target=lambda: taken.extend(asyncio.run(take_over())))
+                thread.start()
+                thread.join()
+                time.sleep(STALL)
+
+        async def take_over():
+            """Another worker, on a loop and connection of its own, once the lease ran out
+            (moved to now: the stall is not made to last the whole lease)."""
+            other = Store(database_url)
+            try:
+                async with other.session() as s:
+                    await s.exec(update(OutboxTask).values(locked_until=utcnow()))
+                return await other.outbox.claim_run("C0OPS", outbox.lease, 1)
+            finally:
+                await other.close()
+
+        taken: list = []
+        ((task, claimed),) = await outbox.tasks.claim_run("C0OPS", outbox.lease, 1)
+        with contextlib.suppress(LeaseLost):
+            await outbox._run(task, claimed, [])
+        assert len(taken) == 1, "the other worker took the task over"
+        async with store.session() as s:
+            (row,) = (await s.exec(select(OutboxTask))).all()
+        return slack.count("chat.postMessage"), row.attempts
+    finally:
+        await store.close()
+
+
+def test_a_renewal_seen_after_a_stall_is_checked_again_before_posting(slack, database_url):
+    if database_url.startswith("sqlite"):
+        pytest.skip("replicas share PostgreSQL in production; one database is enough here")
+    # Without the check, the stalled worker posts what the other one now holds: a double post.
+    posts, attempts = asyncio.run(_post_after_a_stalled_renewal(database_url, slack))
+    assert attempts == 2  # the other worker's claim stands
+    assert posts == 0  # and this one left the task to it

@@ -69,15 +69,23 @@ def viewport():
     return {"width": 1440, "height": 900}
 
 
-@pytest.fixture
-def page(sandbox_url, viewport):
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module's tests; each test gets a fresh context (no shared storage)."""
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport=viewport)
-        page.set_default_timeout(10_000)
-        page.goto(sandbox_url)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser, sandbox_url, viewport):
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(sandbox_url)
+    yield page
+    context.close()
 
 
 def test_enqueue_approve_reject_and_list_in_the_browser(page):

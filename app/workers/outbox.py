@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
@@ -80,6 +81,9 @@ class Outbox(Worker):
         # claimed task is someone else's to retry once its lease runs out.
         self.batch = max(1, min(20, int(rate * 2)))
         self.lease = timedelta(seconds=policy.slack.timeout.total_seconds() + 5 + self.batch / rate)
+        # A renewal that comes back later than this may be stale: its lease can have run out
+        # and the task been taken over since the database granted it.
+        self.fresh = (self.lease - policy.slack.timeout).total_seconds() / 2
 
     def wake(self) -> None:
         self._wake.set()
@@ -155,8 +159,15 @@ class Outbox(Worker):
             paced.append(channel)
             await self.pacer.wait(channel)
             # A replica that stalled past its lease must not post what another took over.
-            if not await self.tasks.renew(task.id, task.attempts, self.lease):
-                raise LeaseLost(task.id)
+            for _ in range(2):
+                asked = time.monotonic()
+                if not await self.tasks.renew(task.id, task.attempts, self.lease):
+                    raise LeaseLost(task.id)
+                if time.monotonic() - asked < self.fresh:
+                    return
+                # Stalled (a long pause, a stopped VM) between the renewal and now: renew
+                # again, which fails if another worker took the task over in the meantime.
+            raise LeaseLost(task.id)  # too slow to trust twice: the task is tried again later
 
         try:
             posted = await self.delivery.run(task, approval, gate)
