@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import cel
-
 VARIABLES = frozenset({"payload", "queue", "job_id"})
 MAX_DEPTH = 256  # as webhooks allow; deeper would overflow the evaluator's stack: unchecked
 _MACRO = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(")
@@ -58,6 +56,8 @@ def compile_condition(source: str) -> Condition:
             f"{macro[1]}() is not allowed: conditions compare payload values, and list "
             "macros would let a large payload make every webhook slow"
         )
+    import cel  # imported here: it loads a CLI (0.1 s) that a policy without rules is spared
+
     try:
         program = cel.compile(source)
     except ValueError as e:
@@ -90,6 +90,8 @@ def bind(payload: Any, queue: str, job_id: str, keys: frozenset[str] | None = No
         payload = {key: payload[key] for key in keys if key in payload}
     if nested_deeper(payload, MAX_DEPTH):
         return None
+    import cel
+
     return cel.Context(variables={"payload": payload, "queue": queue, "job_id": job_id})
 
 
