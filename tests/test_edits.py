@@ -204,3 +204,36 @@ def test_an_original_decided_outside_meanwhile_is_not_replaced(editing, slack, r
     rotor.down_status = None
     wait_until(lambda: "was not applied" in text_of(slack.find(original["id"])[0]), timeout=30)
     assert rotor.jobs == {} and rotor.enqueue_calls == 0
+
+
+def test_the_rotor_stand_in_enqueues_as_documented(rotor):
+    """Enqueue with tags and an idempotent jobId, get, and list by tag, as strict as Rotor."""
+    import asyncio
+
+    from app.rotor import RotorClient, RotorError
+
+    async def calls():
+        async with RotorClient(rotor.base_url, rotor.api_key) as client:
+            first = await client.enqueue("outreach", {"a": 1}, ["supersedes:j1"], "edit-x")
+            again = await client.enqueue("outreach", {"a": 2}, ["other"], "edit-x")
+            with pytest.raises(RotorError, match="tags"):
+                await client.enqueue("outreach", {}, [f"t{i}" for i in range(11)], "edit-y")
+            with pytest.raises(RotorError, match="64"):
+                await client.enqueue("outreach", {}, ["x" * 65], "edit-z")
+            found = await client.job("outreach", "edit-x")
+            missing = await client.job("outreach", "edit-nope")
+            return first, again, found, missing
+
+    first, again, found, missing = asyncio.run(calls())
+    assert first.id == again.id == "edit-x" and first.state == "pending_approval"
+    assert found is not None and found.tags == ["supersedes:j1"] and missing is None
+    assert rotor.jobs["edit-x"]["payload"] == {"a": 1}  # the known jobId changed nothing
+    listed = rotor._http.get(f"{rotor.base_url}/v1/queues/outreach/jobs", params={"tag": "other"})
+    assert listed.status_code == 401  # no key: refused like every call
+    headers = {"Authorization": f"Bearer {rotor.api_key}"}
+    by_tag = rotor._http.get(
+        f"{rotor.base_url}/v1/queues/outreach/jobs",
+        params={"tag": "supersedes:j1"},
+        headers=headers,
+    ).json()
+    assert [j["id"] for j in by_tag["jobs"]] == ["edit-x"]
