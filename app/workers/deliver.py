@@ -8,6 +8,7 @@ or `NotYet` for a task that must wait for another.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -128,7 +129,9 @@ class Delivery:
 
     async def _message(self, approval: Approval, channel: str) -> blocks.Message:
         rules = self._rules(approval)
-        return blocks.approval_message(
+        # A bounded walk of the payload, but off the event loop all the same (clicks first).
+        return await asyncio.to_thread(
+            blocks.approval_message,
             approval,
             rules,
             meant_for=rules.channel if channel != rules.channel else None,
