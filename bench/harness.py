@@ -21,11 +21,18 @@ from app.sandbox.stack import ServiceProcess, ThreadServer, service_env
 
 @contextmanager
 def stack(
-    channels: list[str], policy: str, database: str | None, rate: float = 1000.0, replicas: int = 1
+    channels: list[str],
+    policy: str,
+    database: str | None,
+    rate: float = 1000.0,
+    replicas: int = 1,
+    code: str | None = None,
 ):
     """(slack, rotor, service): the stand-ins with the service on them, stopped on exit.
 
-    With `replicas` > 1, `service` is a list of that many services on the one database."""
+    With `replicas` > 1, `service` is a list of that many services on the one database.
+    `code`: a directory holding another version's `app` package for the service to run (an
+    export of an earlier commit), to measure before and after in one sitting."""
     workdir = Path(tempfile.mkdtemp(prefix="rotor-slack-bench-"))
     keys = new_secrets()
     slack = FakeSlack(
@@ -37,6 +44,8 @@ def stack(
     (workdir / "policy.toml").write_text(policy)
     database = database or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     env = service_env(keys, slack, rotor, database, workdir / "policy.toml")
+    if code:
+        env["PYTHONPATH"] = str(Path(code).resolve())
     services = []
     try:
         for n in range(replicas):

@@ -215,7 +215,7 @@ def test_huge_payload_modal_stays_within_limits():
     view = payload_modal(approval).to_dict()
     assert len(view["blocks"]) <= MODAL_BLOCKS_MAX
     assert len(json.dumps(view)) < 250_000
-    assert "more characters are not shown" in json.dumps(view["blocks"][-1])
+    assert "rest of the payload is not shown" in json.dumps(view["blocks"][-1])
 
 
 @pytest.mark.parametrize(
@@ -642,7 +642,7 @@ def test_decided_list_items_say_who_and_why():
     ]
     rendered = [b.to_dict() for b in approvals_list(items, ListQuery("rejected"), None, NOW, 0)]
     texts = list(mrkdwn_texts(rendered))
-    assert "Rejected by <@U0CAROL>: too &lt;!here&gt;" in texts[1]
+    assert "Rejected by <@U0CAROL>\n> too &lt;!here&gt;" in texts[1]  # the reason quoted
     assert "Approved by `cli@ops`" in texts[2]
     assert "just now" in texts[1] and "ago" not in texts[1]
 

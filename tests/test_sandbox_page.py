@@ -129,7 +129,9 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
     expect(page.locator("#view .error")).to_have_text("Give a reason.")
     page.fill("#view textarea", "Beneficiary not verified")
     page.click("#view button.primary")
-    expect(timeline).to_contain_text("Reason: Beneficiary not verified")
+    expect(timeline).to_contain_text("Reason:")  # and the reason quoted, on its own line
+    quoted = timeline.locator("blockquote").filter(has_text="Beneficiary not verified")
+    expect(quoted.first).to_be_visible()
     expect(approvals.locator(".status-rejected")).to_have_count(1)
 
     # /approvals in the message box lists the decided ones for the acting user.

@@ -222,5 +222,5 @@ def test_decided_lists_say_why(service, slack, rotor):
     rotor.decide_outside(a["id"], "rejected", "over budget")
     slack.slash(CAROL, "C0OPS", "rejected")
     item = next(b for b in listing(slack, CAROL).blocks if b["block_id"] == f"item-{a['id']}")
-    assert "Rejected: over budget" in item["text"]["text"]
+    assert "Rejected\n> over budget" in item["text"]["text"]  # the reason quoted, own line
     assert "just now" in item["text"]["text"] and "ago" not in item["text"]["text"]

@@ -13,11 +13,14 @@ from typing import Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from app.db.engine import Database
 from app.db.models import Approval, OutboxTask, Status, TaskKind, table_of, utcnow
 from app.db.outbox import task
+from app.db.payloads import approvals_query, parsed
 
 _APPROVALS, _OUTBOX = table_of(Approval), table_of(OutboxTask)
 
@@ -97,12 +100,21 @@ class Approvals:
         async with self._db.session() as s:
             return [Waiting(*row) for row in (await s.exec(query)).all()]
 
-    async def many(self, ids: list[str]) -> dict[str, Approval]:
+    async def many(self, ids: list[str], payloads: bool = True) -> dict[str, Approval]:
+        """The approvals with these ids, payloads parsed off the event loop; without
+        `payloads`, not read at all (None)."""
         if not ids:
             return {}
+        where = col(Approval.id).in_(ids)
         async with self._db.session() as s:
-            rows = await s.exec(select(Approval).where(col(Approval.id).in_(ids)))
-            return {a.id: a for a in rows.all()}
+            if not payloads:
+                query = select(Approval).options(defer(Approval.payload)).where(where)
+                found = list((await s.exec(query)).all())
+                for approval in found:
+                    set_committed_value(approval, "payload", None)
+                return {a.id: a for a in found}
+            rows = (await s.exec(approvals_query().where(where))).all()
+        return {a.id: a for a in await parsed(rows)}
 
     async def decided_since(self, since: datetime, queue: str | None = None) -> list[Approval]:
         """Decided approvals, oldest decision first (for the audit trail)."""
@@ -199,8 +211,10 @@ class Approvals:
                 s.add(task(TaskKind.UPDATE, approval_id, approval.channel or ""))
 
     async def by_job(self, job_id: str) -> Approval | None:
+        """The approval of a job, where its message is (its payload not read)."""
         async with self._db.session() as s:
-            rows = await s.exec(select(Approval).where(col(Approval.job_id) == job_id).limit(1))
+            query = select(Approval).options(defer(Approval.payload))
+            rows = await s.exec(query.where(col(Approval.job_id) == job_id).limit(1))
             return rows.first()
 
     # --- reminders and expiry --------------------------------------------------------------

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from app.config import QueueRules
 from app.db.engine import Database
 from app.db.models import Approval, OutboxTask, Status, TaskKind, utcnow
+from app.db.payloads import approvals_query, parsed
 
 
 class _Taken(Exception):
@@ -97,12 +98,10 @@ class OutboxTasks:
                 if result.rowcount != len(ids):
                     raise _Taken  # another worker got there first: take nothing
                 wanted = {task.approval_id for task in run}
-                approvals = (
-                    await s.exec(select(Approval).where(col(Approval.id).in_(wanted)))
-                ).all()
+                rows = (await s.exec(approvals_query().where(col(Approval.id).in_(wanted)))).all()
         except _Taken:
             return []
-        by_id = {a.id: a for a in approvals}
+        by_id = {a.id: a for a in await parsed(rows)}
         for task in run:
             task.attempts += 1
         return [(task, by_id[task.approval_id]) for task in run]

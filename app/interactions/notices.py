@@ -1,10 +1,12 @@
-"""What the person who clicked is told when a decision did not happen (mrkdwn). Pure."""
+"""What the person who clicked is told when a decision did not happen (mrkdwn). Pure.
+Text from outside (Rotor's details, a reason) is on one line or quoted, never a line that
+could pass for one of ours, and clipped after escaping."""
 
 from __future__ import annotations
 
 from app import errors
 from app.slack.blocks.approval import outcome_line
-from app.slack.blocks.text import code, escape, mention
+from app.slack.blocks.text import code, inline, mention
 
 
 def notice(error: Exception) -> str | None:
@@ -18,9 +20,9 @@ def notice(error: Exception) -> str | None:
                 "will show it as soon as the database is back."
             )
         case errors.ApprovalUnknown(approval_id=approval_id):
-            return f"Rotor does not know approval `{escape(approval_id)}`."
+            return f"Rotor does not know approval {code(approval_id, 100)}."
         case errors.RotorUnreachable(detail=detail):
-            return f"Could not reach Rotor ({escape(detail)}). Nothing changed."
+            return f"Could not reach Rotor ({inline(detail, 300)}). Nothing changed."
         case errors.NotAnApprover(queue_name=queue, verb=verb, approvers=approvers, channel=ch):
             who = " ".join(mention(a) for a in approvers[:20])
             who = who or (f"the members of <#{ch}>" if ch else "its approvers")
@@ -41,8 +43,8 @@ def notice(error: Exception) -> str | None:
             return f"<@{user}> is deciding this approval right now."
         case errors.Expired(after=after):
             return (
-                f"This approval expired: no decision within {escape(after)}, so it was rejected "
-                "as expired. Nothing else was decided."
+                f"This approval expired: no decision within {inline(after, 100)}, so it was "
+                "rejected as expired. Nothing else was decided."
             )
         case errors.ConfirmationNeeded(path=path):
             return f"Approving this job takes typing its {code(path, 100)}: click Approve again."
@@ -52,11 +54,11 @@ def notice(error: Exception) -> str | None:
             who = f"<@{editor}>'s" if editor else "A"
             return f"{who} correction of this job is on its way: it replaces this one."
         case errors.RotorFailed(verb=verb, detail=detail):
-            return f"Could not {verb}: {escape(detail)}. Nothing was decided; try again."
+            return f"Could not {verb}: {inline(detail, 300)}. Nothing was decided; try again."
         case errors.DecidedElsewhere(status=status):
-            return f"This approval was already *{escape(status)}* outside Slack."
+            return f"This approval was already *{inline(status, 40)}* outside Slack."
         case errors.StillPending():
             return "Rotor refused the decision; the approval is still pending."
         case errors.ConflictUnverified(detail=detail):
-            return f"Rotor says this approval is no longer pending ({escape(detail)})."
+            return f"Rotor says this approval is no longer pending ({inline(detail, 300)})."
     return None

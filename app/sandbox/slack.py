@@ -40,6 +40,7 @@ from app.sandbox.slack_objects import (
     _Bucket,
     check_view,
     dm_channel,
+    slack_len,
     validate_blocks,
 )
 from app.sandbox.slack_people import PeopleInSlack
@@ -200,7 +201,7 @@ class FakeSlack(PeopleInSlack):
             blocks = json.loads(blocks)
         if not text and not blocks:
             raise SlackError("no_text")
-        if len(text) > TEXT_MAX:
+        if slack_len(text) > TEXT_MAX:
             raise SlackError("msg_too_long")
         if blocks:
             validate_blocks(blocks)

@@ -17,6 +17,26 @@ MESSAGE_BLOCKS_MAX, MODAL_BLOCKS_MAX = 50, 100
 MESSAGE_CHARS_MAX = 13_000  # msg_blocks_too_long beyond about this many characters
 TEXT_MAX = 4_000
 VIEW_BYTES_MAX = 250_000
+TEXT_OBJECT_MAX = 3_000  # any plain_text or mrkdwn object
+# (block or element type, key) -> the most characters of its text (each one, for a list).
+FIELD_LIMITS = {
+    ("header", "text"): 150,
+    ("section", "text"): 3_000,
+    ("section", "fields"): 2_000,
+    ("button", "text"): 75,
+    ("confirm", "title"): 100,
+    ("confirm", "text"): 300,
+    ("confirm", "confirm"): 30,
+    ("confirm", "deny"): 30,
+    ("input", "label"): 2_000,
+    ("input", "hint"): 2_000,
+    ("plain_text_input", "placeholder"): 150,
+    ("modal", "title"): 24,
+    ("modal", "submit"): 24,
+    ("modal", "close"): 24,
+}
+STRING_LIMITS = {"block_id": 255, "action_id": 255, "value": 2_000, "url": 3_000}
+METADATA_MAX = 3_000  # a view's private_metadata
 TRIGGER_SECONDS = 3.0
 RESPONSE_URL_USES = 5
 TEAM = "T0SANDBOX"
@@ -107,8 +127,44 @@ class _Bucket:
     updated: float = field(default_factory=time.monotonic)
 
 
+def slack_len(text: str) -> int:
+    """Characters as Slack counts them against its limits, on the text as sent (escaped). How
+    it counts one beyond the BMP (most emoji) is not documented: as two (UTF-16), the stricter
+    count, here."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+
+
+def _over(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and slack_len(value) > limit
+
+
+def check_limits(value: Any, kind: str | None = None) -> None:
+    """Raise SlackError('invalid_blocks') for any text past Slack's limit for where it is:
+    text objects, section text and fields, headers, buttons, confirm dialogs, inputs, ids."""
+    if isinstance(value, list):
+        for item in value:
+            check_limits(item, kind)
+        return
+    if not isinstance(value, dict):
+        return
+    if isinstance(value.get("type"), str):
+        kind = value["type"]
+    if kind in ("plain_text", "mrkdwn") and _over(value.get("text"), TEXT_OBJECT_MAX):
+        raise SlackError("invalid_blocks")
+    for key, child in value.items():
+        if key in STRING_LIMITS and _over(child, STRING_LIMITS[key]):
+            raise SlackError("invalid_blocks")
+        limit = FIELD_LIMITS.get((kind or "", key))
+        if limit is not None:
+            for obj in child if isinstance(child, list) else [child]:
+                if _over(obj.get("text") if isinstance(obj, dict) else obj, limit):
+                    raise SlackError("invalid_blocks")
+        check_limits(child, "confirm" if key == "confirm" and isinstance(child, dict) else kind)
+
+
 def validate_blocks(blocks: Any, modal: bool = False) -> None:
-    """Raise SlackError('invalid_blocks' / 'msg_blocks_too_long') as Slack would."""
+    """Raise SlackError('invalid_blocks' / 'msg_blocks_too_long') as Slack would, measuring
+    text as sent, as Slack counts it."""
     limit = MODAL_BLOCKS_MAX if modal else MESSAGE_BLOCKS_MAX
     if not isinstance(blocks, list) or len(blocks) > limit:
         raise SlackError("invalid_blocks")
@@ -123,6 +179,7 @@ def validate_blocks(blocks: Any, modal: bool = False) -> None:
             parsed.to_dict()  # runs slack_sdk's validators (lengths, counts)
         except (SlackObjectFormationError, TypeError, ValueError, AttributeError):
             raise SlackError("invalid_blocks") from None
+        check_limits(raw)
         block_id = raw.get("block_id")
         if block_id is not None:
             if block_id in block_ids:
@@ -139,7 +196,7 @@ def validate_blocks(blocks: Any, modal: bool = False) -> None:
 
 def _text_length(value: Any) -> int:
     if isinstance(value, str):
-        return len(value)
+        return slack_len(value)
     if isinstance(value, dict):
         return sum(_text_length(v) for v in value.values())
     if isinstance(value, list):
@@ -153,8 +210,14 @@ def check_view(view: Any, kind: str) -> dict:
         view = json.loads(view)
     if not isinstance(view, dict) or view.get("type") != kind:
         raise SlackError("invalid_arguments")
-    if len(json.dumps(view)) > VIEW_BYTES_MAX:
+    if len(json.dumps(view)) > VIEW_BYTES_MAX:  # as slack_sdk sends it: non-ASCII escaped
         raise SlackError("view_too_large")
+    if _over(view.get("private_metadata"), METADATA_MAX):
+        raise SlackError("invalid_arguments")
+    try:
+        check_limits({k: v for k, v in view.items() if k != "blocks"})
+    except SlackError:
+        raise SlackError("invalid_arguments") from None
     try:
         View(**view).to_dict()
     except (SlackObjectFormationError, TypeError, ValueError):

@@ -10,8 +10,10 @@ import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from app.config import Policy
 from app.db import Store
@@ -21,6 +23,8 @@ from app.errors import DatabaseUnavailable
 from app.slack.approvers import ApproverCheck
 from app.slack.blocks.home import Layout, Shown, fit, home_view, notice_view
 from app.slack.blocks.parts import Quorum
+from app.slack.blocks.templates import named
+from app.slack.blocks.text import mask_secrets
 from app.slack.client import SlackClient, SlackError, SlackRateLimited
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 RECENT = timedelta(hours=1)  # tabs opened since then are kept up to date
 WAITING_MAX = 5_000  # pending approvals read for one refresh
 PUBLISH_GAP = 0.2  # seconds between refresh publishes (views.publish allows 100+ a minute)
+PAYLOAD_CHARS = 1_000  # of a payload kept for the tab: its summary line shows 120
+PAYLOADS_KEPT = 2_000  # payloads kept as shown (a tab shows at most 48 approvals)
 NOTICE_SECONDS = 60.0  # a notice on the tab outlives refreshes this long, so it can be read
 
 
@@ -49,6 +55,7 @@ class HomeTabs:
         self.store, self.slack, self.policy, self.approvers = store, slack, policy, approvers
         self._outage_shown: set[str] = set()  # tabs showing only a notice: publish again
         self._notices: dict[str, tuple[str, float]] = {}  # user -> (notice, shown until)
+        self._payloads: OrderedDict[str, Any] = OrderedDict()  # approval id -> as shown, LRU
 
     async def show(self, user: str, notice: str | None = None) -> None:
         """Publish `user`'s tab (they opened it, or acted there), with `notice` at the top: a
@@ -140,7 +147,7 @@ class HomeTabs:
     ) -> tuple[dict, str]:
         """The view as Slack takes it, and its digest."""
         missing = [i for i in layout.shown_ids if i not in snapshot.approvals]
-        snapshot.approvals.update(await self.store.approvals.many(missing))
+        snapshot.approvals.update(await self._approvals(missing))
         workspace = await self._workspace()
 
         def item(approval_id: str) -> Shown | None:
@@ -151,8 +158,36 @@ class HomeTabs:
             quorum = Quorum(rules.required_approvals, snapshot.voters.get(approval_id, []))
             return Shown(approval, rules, quorum, _permalink(workspace, approval))
 
-        view = home_view(layout, item, notice).to_dict()
-        return view, hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
+        def render() -> tuple[dict, str]:
+            view = home_view(layout, item, notice).to_dict()
+            return view, hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:32]
+
+        # Off the event loop: forty large payloads must not hold up clicks' acks.
+        return await asyncio.to_thread(render)
+
+    async def _approvals(self, ids: list[str]) -> dict[str, Approval]:
+        """The approvals with their payloads as the tab shows them: masked and cut by a bounded
+        walk (in a worker thread), once per approval, since a pending approval's payload never
+        changes. A refresh then reads no payload it has read before (they may be megabytes)."""
+        seen = [i for i in ids if i in self._payloads]
+        found = await self.store.approvals.many(seen, payloads=False)
+        for approval in found.values():
+            approval.payload = self._payloads[approval.id]
+            self._payloads.move_to_end(approval.id)
+        new = await self.store.approvals.many([i for i in ids if i not in self._payloads])
+
+        def shown(approval: Approval) -> Any:
+            rules = self.policy.rules_of(approval.queue_name, approval.rules)
+            return mask_secrets(
+                approval.payload, paths=rules.mask, limit=PAYLOAD_CHARS, keep=named(rules)
+            )
+
+        payloads = await asyncio.to_thread(lambda: [shown(a) for a in new.values()])
+        for approval, payload in zip(new.values(), payloads, strict=True):
+            approval.payload = self._payloads[approval.id] = payload
+        while len(self._payloads) > PAYLOADS_KEPT:
+            self._payloads.popitem(last=False)
+        return found | new
 
     async def _workspace(self) -> str | None:
         """The workspace's address (auth.test), for links to channel messages."""

@@ -3,6 +3,7 @@ payload"."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -198,7 +199,8 @@ async def view_payload(ack: AsyncAck, body: dict, action: dict, context: AsyncBo
             f"Only the approvers of {code(approval.queue_name)} can see the full payload: {who}.",
         )
         return
-    modal = payload_modal(approval, rules.mask)
+    # Up to 150k characters of a megabyte payload: rendered off the event loop.
+    modal = await asyncio.to_thread(payload_modal, approval, rules.mask)
     await open_modal(services(context).slack, body["trigger_id"], context["response_url"], modal)
 
 

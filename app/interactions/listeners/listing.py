@@ -128,7 +128,9 @@ async def _send_list(
         await tell(url, f"Could not list approvals: {e}")
         return
     # Each item's rules: as kept when it arrived, else as it would get them now.
-    stored = await services(context).approvals.many([a.id for a in result.approvals])
+    stored = await services(context).approvals.many(
+        [a.id for a in result.approvals], payloads=False
+    )
     policy = decider.policy
     listed = [
         _item(

@@ -20,20 +20,27 @@ from app.config import QueueRules
 from app.db.models import Approval, Status
 from app.slack.blocks import templates
 from app.slack.blocks.edits import EditLinks, edit_blocks, edit_button
-from app.slack.blocks.parts import NO_VOTES, Quorum, decision_buttons, people, rule_line
+from app.slack.blocks.parts import NO_VOTES, Quorum, chars, decision_buttons, people, rule_line
 from app.slack.blocks.text import (
+    PREVIEW_CHARS,
     age,
     clip,
     code,
     code_block,
     escape,
+    inline,
     mention,
     mrkdwn,
     one_line_clean,
     preview,
+    quoted,
     slack_date,
 )
 from app.slack.ids import ActionId
+
+REASON_CHARS = 1500  # of a reason, as sent (escaped)
+MESSAGE_CHARS = 12_000  # Slack refuses blocks holding about 13,000 (msg_blocks_too_long)
+MIN_PREVIEW = 300
 
 _URLISH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://\S*|\b(?:www|ftp)\.\S*|\bmailto:\S*")
 
@@ -55,7 +62,7 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     voters = voters or []
     if approval.expired:  # "Expired: no decision within 6h", said once
         why = (approval.reason or "no decision").removeprefix("Expired: ")
-        verb, icon, who = "Expired", ":hourglass:", f"({escape(clip(why, 200))})"
+        verb, icon, who = "Expired", ":hourglass:", f"({inline(why, 200)})"
     elif approval.status == Status.APPROVED and voters:
         who = "by " + people(voters)
     elif approval.decided_by:
@@ -65,7 +72,8 @@ def outcome_line(approval: Approval, voters: list[str] | None = None) -> str:
     when = f" on {slack_date(approval.decided_at)}" if approval.decided_at else ""
     line = f"{icon} *{verb}* {who}{when}"
     if approval.reason and not approval.expired:  # an expiry's reason is in the line above
-        line += "\n*Reason:* " + escape(clip(approval.reason, 2000))
+        # Quoted on lines of its own: no line of it can pass for an outcome line of ours.
+        line += "\n*Reason:*\n" + quoted(approval.reason, REASON_CHARS)
     if approval.status == Status.REJECTED and voters:
         line += "\n*Approved before:* " + people(voters)
     return line
@@ -82,7 +90,12 @@ _TITLES = {
 
 def facts_of(approval: Approval, rules: QueueRules) -> templates.Facts:
     return templates.Facts.of(
-        approval.payload, approval.job_id, approval.id, approval.queue_name, rules.mask
+        approval.payload,
+        approval.job_id,
+        approval.id,
+        approval.queue_name,
+        rules.mask,
+        templates.named(rules),
     )
 
 
@@ -118,17 +131,20 @@ def approval_message(
     meant_for: str | None = None,
     quorum: Quorum = NO_VOTES,
     links: EditLinks = NO_LINKS,
+    preview_chars: int = PREVIEW_CHARS,
 ) -> Message:
     """The channel message for an approval, pending (with buttons) or decided.
 
     `meant_for` names the queue's own channel when the message had to go elsewhere; `rules`
-    say how it is shown (title, fields, link, mask); `links` join an edit's two messages.
+    say how it is shown (title, fields, link, mask); `links` join an edit's two messages. The
+    preview is shortened when what else the message holds (hostile text, measured as sent)
+    leaves it less room.
     """
     facts = facts_of(approval, rules) if rules.templated else None  # the masked payload
     if facts:
-        text, cut = preview(facts.payload, masked=True)
+        text, cut = preview(facts.payload, preview_chars, masked=True)
     else:
-        text, cut = preview(approval.payload, paths=rules.mask)
+        text, cut = preview(approval.payload, preview_chars, paths=rules.mask)
     header = title_of(approval, rules, title_word(approval), facts)
     blocks: list[Block] = [
         HeaderBlock(block_id="title", text=PlainTextObject(text=header)),
@@ -189,7 +205,12 @@ def approval_message(
     fallback = escape(no_links(f"{header} (job {job})"))
     if buttons:
         blocks.append(ActionsBlock(block_id="actions", elements=buttons))
-    return Message(text=fallback, blocks=blocks)
+    message = Message(text=fallback, blocks=blocks)
+    over = chars(message.blocks_json()) - MESSAGE_CHARS
+    if over > 0 and preview_chars > MIN_PREVIEW:  # room for the "View full payload" button too
+        shorter = max(MIN_PREVIEW, preview_chars - over - 200)
+        return approval_message(approval, rules, meant_for, quorum, links, shorter)
+    return message
 
 
 def requester_text(approval: Approval, voters: list[str], permalink: str | None) -> str:

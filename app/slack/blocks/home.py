@@ -1,11 +1,14 @@
 """The Home tab: what waits on one person, grouped by queue, oldest first. Pure.
 
 Slack allows 100 blocks in a view: the oldest approvals are shown and the rest counted
-("… and 37 more in #finance"), so the view always publishes.
+("… and 37 more in #finance"), and each one's text is shortened when the whole would pass
+Slack's 250 KB, so the view always publishes. Block ids never carry outside text (a queue's
+name could repeat another's id, or pass 255 characters): groups go by their index.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,13 +30,16 @@ from app.db.models import Approval
 from app.slack.blocks.approval import title_of
 from app.slack.blocks.edits import edit_button
 from app.slack.blocks.parts import Quorum, decision_buttons, rule_line, summary_line
-from app.slack.blocks.text import clip, code, escape, mrkdwn, slack_ago
+from app.slack.blocks.text import clip_mrkdwn, code, escape, mrkdwn, slack_ago
 from app.slack.ids import ActionId
 
 VIEW_BLOCKS_MAX = 100
 TOP_BLOCKS = 3  # notice, header, oldest
 GROUP_BLOCKS = 3  # divider, queue line, "… and N more"
 ITEM_BLOCKS = 2  # what it is, buttons
+VIEW_BYTES = 200_000  # Slack refuses views over 250 KB, as sent (JSON: an emoji takes 12 bytes)
+ITEM_CHARS = 2900  # Slack's section text is 3000
+ITEM_CHARS_MIN = 300
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,22 @@ def home_view(
     shown: Callable[[str], Shown | None],
     notice: str | None = None,
 ) -> View:
+    """The tab; each item's text shortened as much as it takes to keep within VIEW_BYTES."""
+    item_chars = ITEM_CHARS
+    while True:
+        view = _home_view(layout, shown, notice, item_chars)
+        size = len(json.dumps(view.to_dict()))
+        if size <= VIEW_BYTES or item_chars <= ITEM_CHARS_MIN:
+            return view
+        item_chars = max(ITEM_CHARS_MIN, item_chars * VIEW_BYTES // size - 100)
+
+
+def _home_view(
+    layout: Layout, shown: Callable[[str], Shown | None], notice: str | None, item_chars: int
+) -> View:
     blocks: list[Block] = []
     if notice:
-        blocks.append(SectionBlock(block_id="notice", text=mrkdwn(clip(notice, 2900))))
+        blocks.append(SectionBlock(block_id="notice", text=mrkdwn(clip_mrkdwn(notice, 2900))))
     count = layout.total
     title = (
         f"{count} approval{'s' if count != 1 else ''} wait{'s' if count == 1 else ''} on you"
@@ -112,19 +131,17 @@ def home_view(
     else:
         oldest = "Approvals you may decide appear here as they arrive."
     blocks.append(ContextBlock(block_id="home-oldest", elements=[mrkdwn(oldest)]))
-    for group in layout.groups:
+    for i, group in enumerate(layout.groups):
         n = len(group.shown) + group.more
         line = f"{code(group.queue_name, 100)} in <#{group.channel}> · {n} waiting"
-        blocks.append(DividerBlock(block_id=f"queue-end-{group.queue_name}"[:255]))
-        blocks.append(SectionBlock(block_id=f"queue-{group.queue_name}"[:255], text=mrkdwn(line)))
+        blocks.append(DividerBlock(block_id=f"queue-end-{i}"))
+        blocks.append(SectionBlock(block_id=f"queue-{i}", text=mrkdwn(line)))
         for item in group.shown:
             if (found := shown(item.id)) is not None:
-                blocks += _item_blocks(found)
+                blocks += _item_blocks(found, item_chars)
         if group.more:
             more = f"… and {group.more} more in <#{group.channel}>"
-            blocks.append(
-                ContextBlock(block_id=f"more-{group.queue_name}"[:255], elements=[mrkdwn(more)])
-            )
+            blocks.append(ContextBlock(block_id=f"more-{i}", elements=[mrkdwn(more)]))
     if layout.other_queues:
         more = f"… and {layout.other_queues} more in other queues: `/approvals mine` lists them."
         blocks.append(ContextBlock(block_id="more-elsewhere", elements=[mrkdwn(more)]))
@@ -137,13 +154,13 @@ def notice_view(notice: str) -> View:
     return View(
         type="home",
         blocks=[
-            SectionBlock(block_id="notice", text=mrkdwn(clip(notice, 2900))),
+            SectionBlock(block_id="notice", text=mrkdwn(clip_mrkdwn(notice, 2900))),
             ContextBlock(block_id="home-later", elements=[mrkdwn(later)]),
         ],
     )
 
 
-def _item_blocks(item: Shown) -> list[Block]:
+def _item_blocks(item: Shown, item_chars: int) -> list[Block]:
     approval = item.approval
     lines = ["*" + escape(title_of(approval, item.rules)) + "*"]
     if item.rules.rule:
@@ -163,6 +180,8 @@ def _item_blocks(item: Shown) -> list[Block]:
             )
         )
     return [
-        SectionBlock(block_id=f"item-{approval.id}", text=mrkdwn(clip("\n".join(lines), 2900))),
+        SectionBlock(
+            block_id=f"item-{approval.id}", text=mrkdwn(clip_mrkdwn("\n".join(lines), item_chars))
+        ),
         ActionsBlock(block_id=f"decide-{approval.id}", elements=buttons),
     ]

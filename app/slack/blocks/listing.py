@@ -11,19 +11,22 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, DividerB
 from app.config import QueueRules
 from app.db.models import Status
 from app.slack.blocks import templates
-from app.slack.blocks.parts import Quorum, decision_buttons, rule_line, summary_line
+from app.slack.blocks.parts import Quorum, chars, decision_buttons, rule_line, summary_line
 from app.slack.blocks.text import (
     ago,
-    clip,
+    clip_mrkdwn,
     code,
     escape,
     mention,
     mrkdwn,
-    one_line_clean,
+    quoted,
 )
 from app.slack.ids import USER_ID, ActionId, ListPage
 
 LIST_PAGE_SIZE = 15  # two blocks an item keeps a page under the 50-block limit
+LIST_CHARS = 12_000  # Slack refuses blocks holding about 13,000 (msg_blocks_too_long)
+ITEM_CHARS, ITEM_CHARS_MIN = 2900, 200  # Slack's section text is 3000
+REASON_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class ListItem:
 
 
 def decided_line(item: ListItem) -> str | None:
-    """Who decided and why, as far as Rotor says."""
+    """Who decided, and why quoted on lines of its own, as far as Rotor says."""
     if item.status == Status.PENDING or not (item.decided_by or item.reason):
         return None
     verb = "Approved" if item.status == Status.APPROVED else "Rejected"
@@ -63,11 +66,11 @@ def decided_line(item: ListItem) -> str | None:
         by = item.decided_by
         line += " by " + (mention(by) if USER_ID.match(by) else code(by, 100))
     if item.reason:
-        line += ": " + escape(one_line_clean(item.reason, 300))
+        line += "\n" + quoted(item.reason, REASON_CHARS)
     return line
 
 
-def item_line(item: ListItem, now: datetime) -> str:
+def item_line(item: ListItem, now: datetime, limit: int = ITEM_CHARS) -> str:
     """Title (if the queue has one), queue · job · age, the rule that applied, who decided,
     then the summary or payload."""
     rules = item.handling
@@ -81,10 +84,12 @@ def item_line(item: ListItem, now: datetime) -> str:
     if item.status == Status.PENDING and required > 1:
         lines.append(Quorum(required, list(item.voters)).progress())
     if rules.title:
-        facts = templates.Facts.of(item.payload, item.job_id, item.id, item.queue_name, rules.mask)
+        facts = templates.Facts.of(
+            item.payload, item.job_id, item.id, item.queue_name, rules.mask, templates.named(rules)
+        )
         lines.insert(0, "*" + escape(templates.title(rules.title, facts, "")) + "*")
     lines.append(summary_line(item, rules))
-    return clip("\n".join(lines), 2900)
+    return clip_mrkdwn("\n".join(lines), limit)
 
 
 def approvals_list(
@@ -94,9 +99,11 @@ def approvals_list(
     now: datetime,
     page: int,
     cursor: str | None = None,
+    item_chars: int = ITEM_CHARS,
 ) -> list[Block]:
     """`items` only of queues the person may decide (what else there was goes unsaid); `cursor`
-    is what fetched this page (its buttons carry it, to show the page again after a click)."""
+    is what fetched this page (its buttons carry it, to show the page again after a click).
+    Items' texts are shortened when the page would hold more than Slack takes (as sent)."""
     here = ListPage(
         status=query.status, queue=query.queue, cursor=cursor, page=page, mine=query.mine
     )
@@ -108,7 +115,7 @@ def approvals_list(
         title += "\nNothing here."
     blocks: list[Block] = [SectionBlock(block_id=f"list-title-{page}", text=mrkdwn(title))]
     for item in items:
-        line = item_line(item, now)
+        line = item_line(item, now, item_chars)
         blocks.append(SectionBlock(block_id=f"item-{item.id}", text=mrkdwn(line)))
         if item.status == Status.PENDING:
             blocks.append(
@@ -128,4 +135,8 @@ def approvals_list(
                 ],
             )
         )
+    over = chars([b.to_dict() for b in blocks]) - LIST_CHARS
+    if over > 0 and items and item_chars > ITEM_CHARS_MIN:
+        shorter = max(ITEM_CHARS_MIN, min(item_chars, 2900) - over // len(items) - 50)
+        return approvals_list(items, query, next_cursor, now, page, cursor, shorter)
     return blocks

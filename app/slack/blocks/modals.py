@@ -92,13 +92,12 @@ def confirm_modal(approval: Approval, rules: QueueRules, form: DecisionForm) -> 
 
 
 def payload_modal(approval: Approval, mask: Collection[str] = ()) -> View:
-    text = pretty_payload(approval.payload, mask)
+    text = pretty_payload(approval.payload, mask, MODAL_MAX_CHARS)  # a bounded walk
     shown = text[:MODAL_MAX_CHARS]
     chunks = [shown[i : i + MODAL_CHUNK_CHARS] for i in range(0, len(shown), MODAL_CHUNK_CHARS)]
     blocks: list[Block] = [SectionBlock(text=mrkdwn(f"Job {_job_on_queue(approval)}"))]
     blocks += [code_block(chunk, f"payload-{i}") for i, chunk in enumerate(chunks or [""])]
     if len(text) > len(shown):
-        more = len(text) - len(shown)
-        note = f"{more:,} more characters are not shown; read the job in Rotor."
+        note = "The rest of the payload is not shown; read the job in Rotor."
         blocks.append(ContextBlock(elements=[PlainTextObject(text=note)]))
     return View(type="modal", title="Payload", close="Close", blocks=blocks)

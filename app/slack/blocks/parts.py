@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import ButtonElement, ConfirmObject, PlainTextObjec
 
 from app.config import QueueRules
 from app.slack.blocks import templates
-from app.slack.blocks.text import clip, code, escape, mention, one_line
+from app.slack.blocks.text import clip, code, escape, mention, one_line, one_line_clean, slack_len
 from app.slack.ids import ActionId
 
 
@@ -28,6 +28,18 @@ class Summarised(Protocol):
     def payload(self) -> Any: ...
     @property
     def created_at(self) -> datetime | None: ...
+
+
+def chars(value: Any) -> int:
+    """The characters of every string in blocks (as dicts), as Slack counts them against its
+    limit on a message's blocks."""
+    if isinstance(value, str):
+        return slack_len(value)
+    if isinstance(value, dict):
+        return sum(chars(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(chars(v) for v in value)
+    return 0
 
 
 def people(users: list[str]) -> str:
@@ -55,7 +67,12 @@ def summary_line(approval: Summarised, rules: QueueRules) -> str:
     if not rules.fields:
         return escape(one_line(approval.payload, paths=rules.mask))
     facts = templates.Facts.of(
-        approval.payload, approval.job_id, approval.id, approval.queue_name, rules.mask
+        approval.payload,
+        approval.job_id,
+        approval.id,
+        approval.queue_name,
+        rules.mask,
+        templates.named(rules),
     )
     return escape(
         " · ".join(f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in rules.fields)
@@ -79,7 +96,7 @@ def rule_line(rules: QueueRules) -> str:
 def decision_buttons(approval_id: str, rules: QueueRules) -> list[ButtonElement]:
     """Approve and Reject. With a step-up `confirm`, Approve opens a form to type the value
     instead of Slack's confirm dialog (the listener insists on the form either way)."""
-    queue, required = rules.queue, rules.required_approvals
+    queue, required = one_line_clean(rules.queue, 60), rules.required_approvals
     effect = (
         f"The job on {queue} runs once {required} people have approved it."
         if required > 1

@@ -13,14 +13,24 @@ from string import Formatter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from app.config import QueueRules
 from app.payload import MISSING as NOT_THERE
 from app.payload import at_path
-from app.slack.blocks.text import clip, escape, mask_secrets, mrkdwn, one_line_clean
+from app.slack.blocks.text import (
+    PREVIEW_CHARS,
+    clip,
+    clip_mrkdwn,
+    escape,
+    mask_secrets,
+    mrkdwn,
+    one_line_clean,
+)
 from app.templates import MAX_FIELDS, RESERVED
 
 MISSING = "?"
 VALUE_CHARS = 200  # one substituted value
 FIELD_CHARS = 1900  # Slack's section field is 2000
+FIELDS_CHARS = 3000  # all fields together, so that a message keeps within Slack's limit
 URL_CHARS = 3000  # Slack's button url limit
 
 
@@ -41,9 +51,20 @@ class Facts:
 
     @classmethod
     def of(
-        cls, payload: Any, job_id: str, approval_id: str, queue: str, mask: Collection[str] = ()
+        cls,
+        payload: Any,
+        job_id: str,
+        approval_id: str,
+        queue: str,
+        mask: Collection[str] = (),
+        keep: Collection[str] = (),
+        limit: int = PREVIEW_CHARS,
     ) -> Facts:
-        return cls(mask_secrets(payload, paths=mask), job_id, approval_id, queue)
+        """`payload` masked by a bounded walk: what a preview of `limit` characters shows, and
+        the `keep` paths (those the templates name: see `wanted`) wherever they are."""
+        return cls(
+            mask_secrets(payload, paths=mask, limit=limit, keep=keep), job_id, approval_id, queue
+        )
 
     def value(self, path: str) -> str:
         """The value at `path`, on one clean clipped line; `?` when the payload lacks it."""
@@ -57,6 +78,15 @@ class Facts:
             raw = int(raw)  # 48500.0 reads as 48500
         text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False, default=str)
         return one_line_clean(text, VALUE_CHARS)
+
+
+def named(rules: QueueRules) -> frozenset[str]:
+    """The payload paths a queue's title, fields and link name (for `Facts.of`'s `keep`)."""
+    names = set(rules.fields)
+    for template in (rules.title, rules.link):
+        if template:
+            names.update(n for _, n, _, _ in Formatter().parse(template) if n)
+    return frozenset(names - set(RESERVED))
 
 
 def render(template: str, facts: Facts, quote_value: Callable[[str], str] = str) -> str:
@@ -82,11 +112,10 @@ def _resolves(template: str, facts: Facts) -> bool:
 
 
 def fields(paths: list[str], facts: Facts) -> list[str]:
-    """`*Label*\\nvalue` mrkdwn, at most ten."""
-    return [
-        clip(f"*{escape(label(p))}*\n{escape(facts.value(p))}", FIELD_CHARS)
-        for p in paths[:MAX_FIELDS]
-    ]
+    """`*Label*\\nvalue` mrkdwn, at most ten, sharing FIELDS_CHARS (measured as sent)."""
+    paths = paths[:MAX_FIELDS]
+    each = min(FIELD_CHARS, FIELDS_CHARS // max(1, len(paths)))
+    return [clip_mrkdwn(f"*{escape(label(p))}*\n{escape(facts.value(p))}", each) for p in paths]
 
 
 def field_objects(paths: list[str], facts: Facts) -> list:

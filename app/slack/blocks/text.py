@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Collection
@@ -169,13 +170,15 @@ def one_line_clean(text: str, limit: int = 200) -> str:
     """`text` on one line with nothing invisible: characters that hide or reorder text (RTL
     override, zero-width) are shown as their escape, as in the payload preview; other control
     characters and line breaks become spaces, so it cannot fake a line or hide its end."""
+    text = text[: 2 * limit + 1000]  # what a long text's first `limit` characters come from
     shown = "".join(" " if unicodedata.category(c) in _INVISIBLE else c for c in reveal(text))
     return clip(shown.strip(), limit) or "?"
 
 
 def code(text: str, limit: int = 200) -> str:
-    """`text` as an inline code span (mrkdwn) it cannot leave: its own backticks become ˋ."""
-    return "`" + escape(one_line_clean(text, limit).replace("`", "ˋ")) + "`"
+    """`text` as an inline code span (mrkdwn) it cannot leave: its own backticks become ˋ.
+    Within `limit` + 2 characters after escaping."""
+    return "`" + escaped(one_line_clean(text, limit).replace("`", "ˋ"), limit) + "`"
 
 
 def escape(text: str) -> str:
@@ -183,8 +186,67 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def slack_len(text: str) -> int:
+    """`text`'s length as Slack's limits count it. Slack does not document how it counts a
+    character beyond the BMP (most emoji): as two (UTF-16), the stricter count, is assumed."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
+
+
+def _head(text: str, units: int) -> str:
+    """The longest start of `text` within `units` (as `slack_len` counts), never half a pair."""
+    if text.isascii():
+        return text[:units]
+    spent = 0
+    for i, char in enumerate(text):
+        spent += 2 if ord(char) > 0xFFFF else 1
+        if spent > units:
+            return text[:i]
+    return text
+
+
 def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text` within `limit` characters as Slack counts them, `…` where it was cut."""
+    return text if slack_len(text) <= limit else _head(text, limit - 1) + "…"
+
+
+def clip_mrkdwn(text: str, limit: int) -> str:
+    """Escaped mrkdwn within `limit` characters as Slack counts them (measured after
+    escaping), never cut inside an entity (`&amp;`) or inside our own markup (`<@U…>`,
+    `<!date^…>`): in escaped text every `&` starts an entity and every `<` is ours."""
+    if slack_len(text) <= limit:
+        return text
+    cut = _head(text, limit - 1)
+    if (opened := cut.rfind("<")) > cut.rfind(">"):
+        cut = cut[:opened]
+    if (amp := cut.rfind("&")) >= 0 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def escaped(text: str, limit: int) -> str:
+    """Untrusted text escaped for mrkdwn, then clipped to `limit` (an escape triples `&`)."""
+    return clip_mrkdwn(escape(text[: limit + 1]), limit)
+
+
+def inline(text: str, limit: int) -> str:
+    """Untrusted text as escaped mrkdwn on one clean line, within `limit` after escaping."""
+    return escaped(one_line_clean(text, limit), limit)
+
+
+QUOTED_LINES = 20
+
+
+def quoted(text: str, limit: int) -> str:
+    """Untrusted text on lines of its own, each quoted (`>`), escaped, and clipped after
+    escaping to `limit`: no line of it can pass for one of ours ("✅ Approved by …")."""
+    lines = text[: limit + 1].splitlines() or [""]
+    shown = [
+        ">" + (f" {escape(one_line_clean(line, limit))}" if line.strip() else "")
+        for line in lines[:QUOTED_LINES]
+    ]
+    if len(lines) > QUOTED_LINES:
+        shown.append("> …")
+    return clip_mrkdwn("\n".join(shown), limit)
 
 
 def mrkdwn(text: str) -> MarkdownTextObject:
@@ -197,58 +259,146 @@ def mention(slack_id: str) -> str:
 
 
 def mask_secrets(
-    value: Any, depth: int = MAX_DEPTH, paths: Collection[str] = (), at: str = ""
+    value: Any,
+    depth: int = MAX_DEPTH,
+    paths: Collection[str] = (),
+    *,
+    limit: int | None = None,
+    keep: Collection[str] = (),
 ) -> Any:
     """The payload with secrets masked and anything deeper than `depth` elided.
 
     Secrets: values under secret-looking keys, header lists (`[{"name": "Authorization",
     "value": …}]` in any case, `[["X-Api-Key", …]]`), what `mask_text` finds in strings, JSON
     written inside a string (masked within it), card numbers, and the dotted `paths` (lists
-    are transparent: `items.iban` is every item's iban)."""
-    if isinstance(value, dict | list) and depth <= 0:
-        return DEEP
-    if isinstance(value, dict):
-        secret_header = any(
+    are transparent: `items.iban` is every item's iban).
+
+    `limit`: a bounded walk. It copies in document order and stops once about `limit`
+    characters are spent (strings cut a little further, marked `…`; containers cut get a `…`
+    item), so its cost follows what can be shown, not the payload's size. Beyond the limit it
+    still copies the dotted `keep` paths (template fields), with list items by index up to the
+    first item not kept."""
+    return _Walk(paths, limit, keep).value(value, depth, "", "")
+
+
+CUT_MARGIN = 256  # a string is cut this far past the limit, so what starts within it (a card
+# number, a token, a URL login) is whole when masked
+HEADER_SCAN = 200  # a dict with more keys is not scanned for a header name: treated as one
+KEPT_CHARS = 400  # the budget of one `keep` value copied past the limit
+
+
+class _Walk:
+    def __init__(self, paths: Collection[str], limit: int | None, keep: Collection[str]) -> None:
+        self.paths = paths
+        self.left: float = math.inf if limit is None else limit + 1  # past it, something was cut
+        self.leaves = frozenset(keep)
+        self.wanted: dict[str, set[str]] = {}  # a path -> its children on the way to a kept one
+        for path in keep:
+            parts = path.split(".")
+            for i, part in enumerate(parts):
+                self.wanted.setdefault(".".join(parts[:i]), set()).add(part)
+
+    def value(self, value: Any, depth: int, at: str, where: str) -> Any:
+        """`at`: the path with lists transparent (for `paths`); `where`: with list indices."""
+        if isinstance(value, dict | list) and depth <= 0:
+            self.left -= 1
+            return DEEP
+        if isinstance(value, dict):
+            return self._dict(value, depth, at, where)
+        if isinstance(value, list):
+            return self._list(value, depth, at, where)
+        if isinstance(value, str):
+            return self._string(value, depth)
+        self.left -= 1
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
+            return MASK if mask_text(str(abs(value))) == MASK else value
+        return value
+
+    def _dict(self, value: dict, depth: int, at: str, where: str) -> dict:
+        self.left -= 2
+        # A big dict is not scanned for a header name: its value keys are masked as a header's.
+        secret_header = len(value) > HEADER_SCAN or any(
             isinstance(v, str) and _squeeze(str(k)) in _NAME_KEYS and secret_key(v)
             for k, v in value.items()
         )
-        out = {}
-        for k, v in value.items():
-            path = f"{at}.{k}" if at else str(k)
-            hidden = (
-                secret_key(k)
-                or path in paths
-                or (secret_header and _squeeze(str(k)) in _VALUE_KEYS)
-            )
-            out[k] = MASK if hidden else mask_secrets(v, depth - 1, paths, path)
+        out: dict = {}
+        items = iter(value.items())
+        for k, v in items:
+            if self.left <= 0:
+                break
+            out[k] = self._entry(k, v, depth, at, where, secret_header)
+        else:
+            return out
+        for k in self.wanted.get(where, ()):  # the rest is cut, but for the paths kept
+            if k in value and k not in out:
+                out[k] = self._kept(k, value[k], depth, at, where, secret_header)
+        out.setdefault(DEEP, DEEP)
         return out
-    if isinstance(value, list):
-        if len(value) == 2 and isinstance(value[0], str) and secret_key(value[0]):
-            return [value[0], MASK]
-        return [mask_secrets(v, depth - 1, paths, at) for v in value]
-    if isinstance(value, str):
-        return _mask_string(value, depth)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
-        return MASK if mask_text(str(abs(value))) == MASK else value
-    return value
 
+    def _entry(self, k: Any, v: Any, depth: int, at: str, where: str, secret_header: bool) -> Any:
+        path = f"{at}.{k}" if at else str(k)
+        self.left -= len(str(k)) + 4
+        if (
+            secret_key(k)
+            or path in self.paths
+            or (secret_header and _squeeze(str(k)) in _VALUE_KEYS)
+        ):
+            return MASK
+        return self.value(v, depth - 1, path, f"{where}.{k}" if where else str(k))
 
-def _mask_string(text: str, depth: int) -> str:
-    """A string masked; one that holds a JSON object or array is masked as JSON, within it
-    (shown re-written only when something in it was masked)."""
-    if depth > 1 and text.lstrip()[:1] in ("{", "["):
+    def _kept(self, k: Any, v: Any, depth: int, at: str, where: str, secret_header: bool) -> Any:
+        """A value on a kept path, past the limit: a kept leaf gets a small budget of its own."""
+        leaf = (f"{where}.{k}" if where else str(k)) in self.leaves
+        spent, self.left = self.left, (KEPT_CHARS if leaf else 0)
         try:
-            inner = json.loads(text)
-        except (ValueError, RecursionError):
-            inner = None
-        if isinstance(inner, dict | list):
-            masked = mask_secrets(inner, depth - 1)
-            return text if masked == inner else json.dumps(masked, ensure_ascii=False)
-    return mask_text(text)
+            return self._entry(k, v, depth, at, where, secret_header)
+        finally:
+            self.left = min(spent, 0)
+
+    def _list(self, value: list, depth: int, at: str, where: str) -> list:
+        self.left -= 2
+        if len(value) == 2 and isinstance(value[0], str) and secret_key(value[0]):
+            self.left -= len(value[0])
+            return [value[0], MASK]
+        wanted = self.wanted.get(where, ())
+        out = []
+        for i, v in enumerate(value):
+            index = f"{where}.{i}" if where else str(i)
+            if self.left > 0:
+                out.append(self.value(v, depth - 1, at, index))
+            elif str(i) in wanted:
+                spent, self.left = self.left, (KEPT_CHARS if index in self.leaves else 0)
+                out.append(self.value(v, depth - 1, at, index))
+                self.left = min(spent, 0)
+            else:
+                out.append(DEEP)
+                break
+        return out
+
+    def _string(self, text: str, depth: int) -> str:
+        """A string masked; one that holds a JSON object or array is masked as JSON, within it
+        (shown re-written only when something in it was masked, or cut)."""
+        if depth > 1 and text.lstrip()[:1] in ("{", "["):
+            try:
+                inner = json.loads(text)
+            except (ValueError, RecursionError):
+                inner = None
+            if isinstance(inner, dict | list):
+                walk = _Walk((), None, ())
+                walk.left = self.left
+                masked = walk.value(inner, depth - 1, "", "")
+                self.left = walk.left
+                return text if masked == inner else json.dumps(masked, ensure_ascii=False)
+        cut = len(text) > self.left + CUT_MARGIN
+        if cut:
+            text = text[: int(max(self.left, 0)) + CUT_MARGIN]
+        self.left -= len(text) + 2
+        return mask_text(text) + DEEP if cut else mask_text(text)
 
 
-def pretty_payload(payload: Any, paths: Collection[str] = ()) -> str:
-    masked = mask_secrets(payload, paths=paths)
+def pretty_payload(payload: Any, paths: Collection[str] = (), limit: int | None = None) -> str:
+    """Masked pretty JSON; with `limit`, of a bounded walk (longer than `limit` when cut)."""
+    masked = mask_secrets(payload, paths=paths, limit=limit)
     return reveal(json.dumps(masked, indent=2, ensure_ascii=False, default=str))
 
 
@@ -260,15 +410,15 @@ def preview(
     if masked:
         text = reveal(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
     else:
-        text = pretty_payload(payload, paths)
-    if len(text) <= limit:
+        text = pretty_payload(payload, paths, limit)
+    if slack_len(text) <= limit:
         return text, False
-    return text[: limit - 1] + "…", True
+    return clip(text, limit), True
 
 
 def one_line(payload: Any, limit: int = 120, paths: Collection[str] = ()) -> str:
-    text = reveal(json.dumps(mask_secrets(payload, paths=paths), ensure_ascii=False, default=str))
-    return clip(text, limit)
+    masked = mask_secrets(payload, paths=paths, limit=limit)
+    return clip(reveal(json.dumps(masked, ensure_ascii=False, default=str)), limit)
 
 
 def slack_date(moment: datetime, tokens: str = "{date_short_pretty} at {time}") -> str:
