@@ -120,7 +120,9 @@ def test_polling_goes_on_past_poison_and_reports_each_once(start_service, slack,
     second = rotor.create("payments", plain_payload(3))  # newest: the pass starts with it
     posted(slack, first["id"])  # by the poll: the full reconcile runs once an hour
     posted(slack, second["id"])
-    assert "poll: recorded a new approval approval_id=" + first["id"] in service.output()
+    # The poll logs once its page is recorded, which can be just after the outbox has posted.
+    recorded = "poll: recorded a new approval approval_id=" + first["id"]
+    wait_until(lambda: recorded in service.output(), what="the poll's log line")
     # Passes go on (each meets the poison again) and still post what arrives later.
     calls = rotor.list_calls
     wait_until(lambda: rotor.list_calls > calls + 3, what="more passes")
