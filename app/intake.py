@@ -11,7 +11,8 @@ from datetime import UTC
 from app import metrics
 from app.config import Policy
 from app.db import Store
-from app.db.models import Approval, Status, utcnow
+from app.db.approvals import NewApproval
+from app.db.models import Status, utcnow
 from app.edits import edited_from
 from app.errors import DatabaseUnavailable
 from app.retry import backoff
@@ -30,14 +31,14 @@ SETTLE_TRIES = 6  # a decision event's reads of Rotor (about a minute) before th
 SETTLING_AT_ONCE = 4  # decision events read from Rotor at the same time
 
 
-def from_rotor(approval: RotorApproval) -> Approval:
+def from_rotor(approval: RotorApproval) -> NewApproval:
     """An approval as Rotor lists it; one decided there is recorded decided (no buttons)."""
     created = approval.created_at
     if created is not None:
         # Rotor's times carry their zone; one without is taken as UTC.
         created = created.astimezone(UTC) if created.tzinfo else created.replace(tzinfo=UTC)
     decided = approval.status in (Status.APPROVED, Status.REJECTED)
-    return Approval(
+    return NewApproval(
         id=approval.id,
         job_id=approval.job_id,
         queue_name=approval.queue_name,
@@ -53,7 +54,7 @@ class Intake:
     def __init__(self, store: Store, policy: Policy, wake_outbox: Callable[[], None]) -> None:
         self._approvals, self._policy, self._wake = store.approvals, policy, wake_outbox
 
-    async def accept(self, approval: Approval) -> bool:
+    async def accept(self, approval: NewApproval) -> bool:
         """Record a new approval with its post task; False when it is known already."""
         # Resolved once and kept: a later policy file applies to later approvals only.
         rules = self._policy.resolve(approval.queue_name, approval.payload, approval.job_id)
@@ -68,7 +69,7 @@ class Intake:
         self._wake()
         return True
 
-    async def _link_edit(self, approval: Approval, original_id: str) -> None:
+    async def _link_edit(self, approval: NewApproval, original_id: str) -> None:
         """A corrected job (its id derived from an edited approval): its message says who
         edited what, and the editor counts as its requester, so they may not approve it."""
         original = await self._approvals.get(original_id)

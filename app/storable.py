@@ -7,7 +7,10 @@ limit), and `1e400`, `NaN` or `Infinity` become floats no JSON column stores (Po
 them). `loads` reads such a document whole with each bad value replaced by an `Unreadable` marker,
 so a caller can set aside what holds one and keep the rest: one item of a Rotor page, not the page.
 
-Nesting is bounded before parsing: a scan of the text (a regex steps over whole strings, so
+Nesting is bounded before parsing. A text with at most `MAX_DEPTH` opening brackets cannot nest
+deeper, and json reads it as it is (the usual case: two counts in C, no scan), integers natively
+(over 4,300 digits it raises, and the careful reading below makes the marker). Any other text, or
+one json refuses, is read carefully: a scan of the text (a regex steps over whole strings, so
 brackets inside them do not count) cuts out each container opened deeper than `MAX_DEPTH` and
 writes `NaN` in its place, which the parser's hook turns into a marker. `NaN` is not JSON, so a
 literal one in the text is first rewritten as `-Infinity` (reported as out of range): a `NaN`
@@ -63,6 +66,11 @@ def loads(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8-sig")  # a BOM is tolerated, as json.loads(bytes) does
+        if text.count("[") + text.count("{") <= MAX_DEPTH:
+            try:
+                return json.loads(text, parse_float=_float, parse_constant=_out_of_range)
+            except ValueError:
+                pass  # a long integer, or not JSON: the careful reading says which
         return json.loads(
             _cut_deep(text),
             parse_int=_int,
@@ -140,6 +148,10 @@ def _float(text: str) -> float | Unreadable:
 
 def _constant(name: str) -> Unreadable:
     return Unreadable(TOO_DEEP if name == "NaN" else OUT_OF_RANGE)
+
+
+def _out_of_range(_name: str) -> Unreadable:
+    return Unreadable(OUT_OF_RANGE)  # a literal NaN or Infinity, where nothing was cut
 
 
 # --- text ------------------------------------------------------------------------------------

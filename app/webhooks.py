@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app import metrics, signing, storable
-from app.db.models import Approval, utcnow
+from app.db.approvals import NewApproval
+from app.db.models import utcnow
 from app.errors import DatabaseRefused, DatabaseUnavailable
 from app.rotor import APPROVAL_ID_PATTERN
 from app.storable import MAX_DEPTH, Text, depth  # noqa: F401 (the limit, re-exported)
@@ -103,8 +104,8 @@ def parse(body: bytes) -> PendingEvent | DecisionEvent | str | None:
         raise WebhookError(422, f"{where}: {first['msg']}") from None
 
 
-def as_approval(event: PendingEvent) -> Approval:
-    return Approval(
+def as_approval(event: PendingEvent) -> NewApproval:
+    return NewApproval(
         id=event.approval_id,
         job_id=event.job_id,
         queue_name=event.queue_name,
@@ -116,7 +117,7 @@ def as_approval(event: PendingEvent) -> Approval:
 
 def webhook_endpoint(
     secret: str,
-    intake: Callable[[Approval], Awaitable[bool]],
+    intake: Callable[[NewApproval], Awaitable[bool]],
     decided: Callable[[str], None],
 ):
     """The route handler. `intake` records an approval and says whether it was new; `decided`

@@ -26,6 +26,7 @@ async def one_pass(database: str, pending: int, per_minute: int) -> None:
     from app.config import parse_policy
     from app.db import Store
     from app.db.budget import RotorBudget
+    from app.db.models import Approval
     from app.intake import Intake, OutsideDecisions, from_rotor
     from app.rotor import RotorApproval, RotorClient
     from app.sandbox.rotor import FakeRotor
@@ -43,9 +44,9 @@ async def one_pass(database: str, pending: int, per_minute: int) -> None:
         await schema.upgrade(store)
         async with store.session() as s:  # every one known and posted here
             for listed in rotor.newest_first():
-                approval = from_rotor(RotorApproval.model_validate(listed))
-                approval.channel, approval.ts = "C0BENCH", "1700000000.000001"
-                s.add(approval)
+                arrived = from_rotor(RotorApproval.model_validate(listed))
+                posted = {"channel": "C0BENCH", "ts": "1700000000.000001"}
+                s.add(Approval(**vars(arrived), **posted))
         budget = RotorBudget(store, per_minute)
         async with RotorClient(server.url, KEY, budget=budget) as people:
             rotor_client = people.background()

@@ -7,12 +7,15 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from app import clock, schema
 from app.db import Store
+from app.db.approvals import NewApproval
 from app.db.models import Approval, OutboxTask, utcnow
 from app.db.outbox import Posted
+from app.errors import DatabaseRefused
+from app.sandbox.rotor import new_approval_id
 from tests.conftest import as_utc
 
 LEASE = timedelta(seconds=30)
@@ -222,3 +225,53 @@ def test_a_post_finished_after_its_decision_schedules_no_reminder(store_url):
         assert (row.ts, row.next_reminder_at, row.requester) == ("3.0", None, None)
 
     run(store_url, steps)
+
+
+# --- approvals arriving together ---------------------------------------------------------------
+
+
+def arrival(approval_id: str, payload: object = None) -> NewApproval:
+    return NewApproval(
+        id=approval_id, job_id="job", queue_name="q", payload=payload, created_at=utcnow()
+    )
+
+
+def test_approvals_arriving_together_share_a_transaction(database_url):
+    """Concurrent webhooks share one commit (each paid for its own before); every new id is
+    recorded once with one post task, and neither a redelivery in the same group nor an id
+    known already counts as new."""
+
+    async def steps(store: Store):
+        await schema.upgrade(store)
+        known = new_approval_id()
+        assert await store.approvals.record(arrival(known), "C0")
+        commits: list[object] = []
+        event.listen(store.engine.sync_engine, "commit", commits.append)
+        fresh = [new_approval_id() for _ in range(20)]
+        ids = [*fresh, fresh[0], fresh[1], known]
+        results = await asyncio.gather(*(store.approvals.record(arrival(i), "C0") for i in ids))
+        return known, fresh, results, len(commits)
+
+    known, fresh, results, commits = run(database_url, steps)
+    assert results == [True] * 20 + [False] * 3
+    assert commits <= 2  # the group, then the redeliveries held back from it
+    posts = run(database_url, tasks)
+    assert sorted(t.approval_id for t in posts) == sorted([known, *fresh])
+    assert {(t.kind, t.lane) for t in posts} == {("post", "C0")}
+
+
+def test_a_value_refused_in_a_group_fails_only_its_own_approval(database_url):
+    async def steps(store: Store):
+        await schema.upgrade(store)
+        good = [new_approval_id() for _ in range(5)]
+        bad = arrival(new_approval_id(), {"n": 10**5000})  # JSON cannot write it
+        records = [store.approvals.record(arrival(i, {"n": 1}), "C0") for i in good]
+        results = await asyncio.gather(
+            *records, store.approvals.record(bad, "C0"), return_exceptions=True
+        )
+        return good, results
+
+    good, results = run(database_url, steps)
+    assert results[:5] == [True] * 5
+    assert isinstance(results[5], DatabaseRefused)
+    assert sorted(t.approval_id for t in run(database_url, tasks)) == sorted(good)

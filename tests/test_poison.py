@@ -109,6 +109,22 @@ def test_bounded_loads_keeps_what_it_can_hold():
         storable.loads("[" * 100_000)  # never closes
 
 
+def test_a_text_json_reads_directly_is_marked_as_the_careful_reading_marks_it():
+    """Few brackets: json reads the text as it is, and marks what cannot be held the same."""
+    for raw, why in [
+        (f'{{"n": {"9" * 4301}}}', storable.TOO_LONG),
+        ('{"n": 1e400}', storable.OUT_OF_RANGE),
+        ('{"n": NaN}', storable.OUT_OF_RANGE),
+        ("[-Infinity]", storable.OUT_OF_RANGE),
+        ("[" * storable.MAX_DEPTH + "]" * storable.MAX_DEPTH, None),
+    ]:
+        assert storable.unreadable_in(storable.loads(raw)) == why
+    for bad in ('{"n": 1,}', "[" * 200 + "1", b'{"a": "\xff"}'):
+        with pytest.raises(storable.NotJSON) as refused:
+            storable.loads(bad)
+        assert type(refused.value) is storable.NotJSON  # not TooDeep: it nests 200 deep
+
+
 # --- point 1: poison in Rotor's list -----------------------------------------------------------
 
 

@@ -7,22 +7,65 @@ clicks, workers and replicas never do the same thing twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 
 from app.db.engine import Database
 from app.db.models import Approval, OutboxTask, Status, TaskKind, table_of, utcnow
-from app.db.outbox import task
+from app.db.outbox import lane, task
 from app.db.payloads import approvals_query, parsed
+from app.errors import DatabaseUnavailable
 
 _APPROVALS, _OUTBOX = table_of(Approval), table_of(OutboxTask)
+# A new row's value of each column its record lacks (a NewApproval has only what arrives).
+_ROW_DEFAULTS = {c.name: getattr(c.default, "arg", None) for c in _APPROVALS.columns}
+
+
+@dataclass
+class NewApproval:
+    """An approval as it arrives (webhook, poll, sync, a click on a listed one): what its row
+    is given. A plain record, as building a mapped `Approval` costs more than inserting it."""
+
+    id: str
+    job_id: str
+    queue_name: str
+    payload: Any
+    created_at: datetime
+    workspace_id: str | None = None
+    status: Status = Status.PENDING
+    reason: str | None = None
+    decided_at: datetime | None = None
+    rules: dict[str, Any] | None = None  # as resolved when it arrives (app.intake)
+    expires_at: datetime | None = None
+    requester: str | None = None  # known on arrival for a corrected job: its editor
+    edit: dict[str, Any] | None = None  # a corrected job's origin (app.edits)
+
+
+@dataclass
+class _Arrival:
+    row: dict[str, Any]
+    post: dict[str, Any]
+    new: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _insert_new(dialect: str) -> Insert:
+    """INSERT of approval rows that skips known ids and returns the ids it stored."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_APPROVALS)
+        .on_conflict_do_nothing(index_elements=[_APPROVALS.c.id])
+        .returning(_APPROVALS.c.id)
+    )
 
 
 @dataclass(frozen=True)
@@ -52,21 +95,67 @@ class Waiting:
 class Approvals:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._insert = _insert_new(db.engine.dialect.name)
+        self._arriving: list[_Arrival] = []
+        self._writer: asyncio.Task[None] | None = None
 
-    async def record(self, approval: Approval, channel: str) -> bool:
-        """Store a new approval and its post task. False when the id is known already."""
-        # Core statements with bound parameters: compiled once, cheap on the webhook path.
-        row = {column.name: getattr(approval, column.name) for column in _APPROVALS.columns}
-        post = task(TaskKind.POST, approval.id, channel)
-        post_row = {"approval_id": post.approval_id, "kind": post.kind, "lane": post.lane}
+    async def record(self, approval: Approval | NewApproval, channel: str) -> bool:
+        """Store a new approval and its post task. False when the id is known already.
+
+        Approvals that arrive while a write is under way go together in the next transaction
+        (a group commit): under load they share its round trips and its commit, where one
+        transaction each cost more than all the rest of a webhook; alone, one is written at once.
+        """
+        row = {name: getattr(approval, name, default) for name, default in _ROW_DEFAULTS.items()}
+        post = {"approval_id": approval.id, "kind": TaskKind.POST}
+        arrival = _Arrival(row, post | {"lane": lane(TaskKind.POST, channel)})
+        self._arriving.append(arrival)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_arriving())
+        return await arrival.new
+
+    async def _write_arriving(self) -> None:
+        try:
+            while self._arriving:
+                group, self._arriving = self._arriving, []
+                await self._write(group)
+        except BaseException as e:  # cancelled at shutdown: nobody waits for ever
+            for arrival in self._arriving:
+                _fail(arrival, e)
+            self._arriving = []
+            raise
+        finally:
+            self._writer = None
+
+    async def _write(self, group: list[_Arrival]) -> None:
+        """One transaction for the group; on a refusal, each on its own, so that one bad value
+        fails only its own approval."""
+        first: dict[str, _Arrival] = {}
+        for arrival in group:
+            first.setdefault(arrival.row["id"], arrival)
+        # The same id twice at once (a redelivery): the later one waits for the next round.
+        self._arriving[:0] = [a for a in group if first[a.row["id"]] is not a]
+        group = list(first.values())
         try:
             async with self._db.session() as s:
                 conn = await s.connection()
-                await conn.execute(_APPROVALS.insert(), row)
-                await conn.execute(_OUTBOX.insert(), post_row)
-        except IntegrityError:
-            return False
-        return True
+                stored = set((await conn.execute(self._insert, [a.row for a in group])).scalars())
+                posts = [a.post for a in group if a.row["id"] in stored]
+                if posts:
+                    await conn.execute(_OUTBOX.insert(), posts)
+        except DatabaseUnavailable as e:
+            for arrival in group:
+                _fail(arrival, e)
+        except Exception as e:
+            if len(group) == 1:
+                _fail(group[0], e)
+            else:
+                for arrival in group:
+                    await self._write([arrival])
+        else:
+            for arrival in group:
+                if not arrival.new.done():  # its request may have gone away
+                    arrival.new.set_result(arrival.row["id"] in stored)
 
     async def get(self, approval_id: str) -> Approval | None:
         async with self._db.session() as s:
@@ -263,3 +352,12 @@ class Approvals:
                     s.add(task(nudge.kind, nudge.approval_id, nudge.channel))
                     queued.append(nudge.approval_id)
         return queued
+
+
+def _fail(arrival: _Arrival, error: BaseException) -> None:
+    if arrival.new.done():
+        return
+    if isinstance(error, asyncio.CancelledError):
+        arrival.new.cancel()
+    else:
+        arrival.new.set_exception(error)

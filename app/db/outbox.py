@@ -19,13 +19,17 @@ class _Taken(Exception):
     pass
 
 
+def lane(kind: TaskKind, where: str) -> str:
+    """A task's lane (tasks in one lane run one at a time, in order). Posts, reminders and
+    escalations share their channel's lane, so a channel keeps its order and its pace; updates
+    get a lane of their own per channel, so a decision shows without waiting behind a burst of
+    posts; a DM goes in its person's lane, an edit in its approval's."""
+    return f"update:{where}" if kind == TaskKind.UPDATE else where
+
+
 def task(kind: TaskKind, approval_id: str, where: str) -> OutboxTask:
-    """A new task and its lane (tasks in one lane run one at a time, in order). Posts,
-    reminders and escalations share their channel's lane, so a channel keeps its order and its
-    pace; updates get a lane of their own per channel, so a decision shows without waiting
-    behind a burst of posts; a DM goes in its person's lane, an edit in its approval's."""
-    lane = f"update:{where}" if kind == TaskKind.UPDATE else where
-    return OutboxTask(approval_id=approval_id, kind=kind, lane=lane)
+    """A new task in its lane."""
+    return OutboxTask(approval_id=approval_id, kind=kind, lane=lane(kind, where))
 
 
 @dataclass(frozen=True)
