@@ -20,7 +20,15 @@ from app.config import QueueRules
 from app.db.models import Approval, Status
 from app.slack.blocks import templates
 from app.slack.blocks.edits import EditLinks, edit_blocks, edit_button
-from app.slack.blocks.parts import NO_VOTES, Quorum, chars, decision_buttons, people, rule_line
+from app.slack.blocks.parts import (
+    NO_VOTES,
+    Quorum,
+    chars,
+    decision_buttons,
+    facts_of,
+    people,
+    rule_line,
+)
 from app.slack.blocks.text import (
     PREVIEW_CHARS,
     age,
@@ -86,17 +94,6 @@ _TITLES = {
     Status.APPROVED: "Approved",
     Status.REJECTED: "Rejected",
 }
-
-
-def facts_of(approval: Approval, rules: QueueRules) -> templates.Facts:
-    return templates.Facts.of(
-        approval.payload,
-        approval.job_id,
-        approval.id,
-        approval.queue_name,
-        rules.mask,
-        templates.named(rules),
-    )
 
 
 def title_of(

@@ -62,11 +62,10 @@ class Quorum:
 NO_VOTES = Quorum()  # one approval needed, none given
 
 
-def summary_line(approval: Summarised, rules: QueueRules) -> str:
-    """One escaped line: the queue's fields as `Label: value · …`, or else the masked payload."""
-    if not rules.fields:
-        return escape(one_line(approval.payload, paths=rules.mask))
-    facts = templates.Facts.of(
+def facts_of(approval: Summarised, rules: QueueRules) -> templates.Facts:
+    """What the templates of `rules` may show of `approval`: its masked payload, cut to the
+    paths they name, and the reserved names."""
+    return templates.Facts.of(
         approval.payload,
         approval.job_id,
         approval.id,
@@ -74,6 +73,13 @@ def summary_line(approval: Summarised, rules: QueueRules) -> str:
         rules.mask,
         templates.named(rules),
     )
+
+
+def summary_line(approval: Summarised, rules: QueueRules) -> str:
+    """One escaped line: the queue's fields as `Label: value · …`, or else the masked payload."""
+    if not rules.fields:
+        return escape(one_line(approval.payload, paths=rules.mask))
+    facts = facts_of(approval, rules)
     return escape(
         " · ".join(f"{templates.label(p)}: {clip(facts.value(p), 100)}" for p in rules.fields)
     )
