@@ -24,7 +24,7 @@ from typing import Any
 from app import errors
 from app.db import Store
 from app.db.models import Approval, Status
-from app.payload import MISSING, at_path, editable_value, is_number, parse_number
+from app.payload import MISSING, TEXT_MAX, at_path, editable_value, is_number, parse_number
 from app.rotor import APPROVAL_ID_PATTERN, RotorClient, RotorConflict, RotorUnavailable
 from app.slack.ids import NOTE_MAX
 
@@ -61,6 +61,9 @@ def read_form(
         if not editable_value(current) or path not in typed:
             continue
         text = typed[path] or ""
+        if len(text) > TEXT_MAX:  # the form's own limit; a forged submission may carry more
+            wrong[path] = f"Keep it under {TEXT_MAX} characters."
+            continue
         if is_number(current):
             number = parse_number(text)
             if number is None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from app import storable
+
 VARIABLES = frozenset({"payload", "queue", "job_id"})
-MAX_DEPTH = 256  # as webhooks allow; deeper would overflow the evaluator's stack: unchecked
 _MACRO = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(")
 _PAYLOAD = re.compile(r"\bpayload\b")
 _PAYLOAD_KEY = re.compile(r"\bpayload\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
@@ -88,23 +89,8 @@ def bind(payload: Any, queue: str, job_id: str, keys: frozenset[str] | None = No
     (a 1 MB payload costs what its `amount` costs)."""
     if keys is not None and isinstance(payload, dict):
         payload = {key: payload[key] for key in keys if key in payload}
-    if nested_deeper(payload, MAX_DEPTH):
+    if storable.depth(payload) > storable.MAX_DEPTH:  # deeper would overflow its stack
         return None
     import cel
 
     return cel.Context(variables={"payload": payload, "queue": queue, "job_id": job_id})
-
-
-def nested_deeper(document: Any, limit: int) -> bool:
-    """Whether lists and objects nest deeper than `limit` (iterative: no recursion)."""
-    stack = [(document, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, dict | list):
-            if level > limit:
-                return True
-            stack.extend(
-                (child, level + 1)
-                for child in (value.values() if isinstance(value, dict) else value)
-            )
-    return False
