@@ -6,6 +6,7 @@ import json
 
 from app import signing
 from app.sandbox.rotor import sign_webhook
+from app.sandbox.slack_objects import Fault
 from tests.conftest import CAROL, drained, make_policy, posted, stored, wait_until
 
 DECIDED = "rotor_slack_decision_seconds_count"
@@ -33,9 +34,11 @@ def has_buttons(message) -> bool:
 
 
 def updated(slack, approval_id: str, timeout: float = 10.0):
-    return wait_until(
-        lambda: (m := slack.find(approval_id)[0]).edited and m, timeout, "the message updated"
-    )
+    def edited():
+        found = slack.find(approval_id)
+        return found and found[0].edited and found[0]
+
+    return wait_until(edited, timeout, "the message updated")
 
 
 def test_a_decision_made_in_rotor_reaches_slack_and_the_requester(start_service, slack, rotor):
@@ -49,6 +52,21 @@ def test_a_decision_made_in_rotor_reaches_slack_and_the_requester(start_service,
     assert not has_buttons(message)
     dm = wait_until(lambda: slack.dms_for("U0DAVE"), 10, "the requester's DM")
     assert "rejected" in dm[0].text.lower()
+
+
+def test_a_decision_made_while_the_message_is_being_posted_still_reaches_the_requester(
+    start_service, slack, rotor
+):
+    start_service(NO_SYNC)
+    # Slack takes its time over the message: the decision comes before the service knows the
+    # message, or who asked (read from the payload as the message is posted).
+    slow = slack.fail(Fault("chat.postMessage", channel="C0FINANCE", error=None, delay=2.0))
+    approval = rotor.enqueue("payments", {"amount": 5, "requested_by": "U0DAVE"})
+    wait_until(lambda: slow.count == 0, 10, "the message on its way")
+    rotor.decide_outside(approval["id"], "rejected", "Timed out by policy")
+    assert "Rejected* outside Slack" in outcome(updated(slack, approval["id"]))
+    (dm,) = wait_until(lambda: slack.dms_for("U0DAVE"), 10, "the requester's DM")
+    assert "rejected" in dm.text.lower() and "/archives/C0FINANCE/" in dm.text  # with its link
 
 
 def test_an_event_for_an_approval_never_seen_records_it_decided_without_buttons(

@@ -265,7 +265,10 @@ class Approvals:
             approval.claimed_by = approval.claimed_until = None
             approval.next_reminder_at = None
             s.add(task(TaskKind.UPDATE, approval_id, approval.channel or ""))
-            if approval.requester and approval.requester != decided_by:  # told in a DM
+            if approval.requester is None and approval.ts is None:
+                # Still being posted: the post finds who asked; the DM waits for it.
+                s.add(task(TaskKind.NOTIFY, approval_id, approval_id))
+            elif approval.requester and approval.requester != decided_by:  # told in a DM
                 s.add(task(TaskKind.NOTIFY, approval_id, approval.requester))
             return approval
 

@@ -23,7 +23,8 @@ def lane(kind: TaskKind, where: str) -> str:
     """A task's lane (tasks in one lane run one at a time, in order). Posts, reminders and
     escalations share their channel's lane, so a channel keeps its order and its pace; updates
     get a lane of their own per channel, so a decision shows without waiting behind a burst of
-    posts; a DM goes in its person's lane, an edit in its approval's."""
+    posts; a DM goes in its person's lane (its approval's while that is not known yet), an
+    edit in its approval's."""
     return f"update:{where}" if kind == TaskKind.UPDATE else where
 
 

@@ -176,8 +176,9 @@ class FakeSlack(PeopleInSlack):
                     with self._lock:
                         handler(args)
                 await asyncio.sleep(fault.delay)
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                raise SlackError(fault.error, fault.status, headers)
+                if fault.error is not None:
+                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                    raise SlackError(fault.error, fault.status, headers)
             with self._lock:
                 result = handler(args)
         except SlackError as e:

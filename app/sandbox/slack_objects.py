@@ -95,7 +95,8 @@ class Fault:
     """Answer calls of `method` ("*" for all) with `status` / `error` instead of doing them.
 
     `count` calls (None: until removed), a random `share` of them, only for `channel` if set;
-    `delay` answers that late (a timeout for the client); `after_effect` does the call first,
+    `delay` answers that late (a timeout for the client); `error` None does the call and
+    answers it as usual, only `delay` late (a slow Slack); `after_effect` does the call first,
     so the caller cannot know it happened; `threaded` True or False hits only thread replies or
     only top-level posts.
     """
@@ -104,7 +105,7 @@ class Fault:
     count: int | None = 1
     share: float = 1.0
     status: int = 500
-    error: str = "internal_error"
+    error: str | None = "internal_error"
     retry_after: int | None = None
     delay: float = 0.0
     after_effect: bool = False

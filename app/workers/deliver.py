@@ -119,10 +119,16 @@ class Delivery:
 
     async def notify(self, task: OutboxTask, approval: Approval, gate: Gate) -> None:
         """Tell the requester how their approval ended (a DM: the app's Messages tab)."""
+        if approval.ts is None:
+            # Decided while being posted: the post records who asked, and the link.
+            raise NotYet("waiting for the post", 1.0)
+        requester = approval.requester
+        if requester is None or requester == approval.decided_by:
+            return
         link = await self._permalink(approval)
         text = blocks.requester_text(approval, (await self._quorum(approval)).voters, link)
-        await gate(task.lane)
-        await self.slack.post(task.lane, text)
+        await gate(requester)
+        await self.slack.post(requester, text)
 
     # --- what the kinds share ----------------------------------------------------------
 
