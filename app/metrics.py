@@ -17,6 +17,7 @@ ROTOR_UNREADABLE = Counter(
     "rotor_slack_rotor_unreadable_items",
     "Approvals Rotor listed that cannot be read or stored (each counted once)",
 )
+SYNC_PASSES = Counter("rotor_slack_sync_passes", "Full passes of the sync with Rotor completed")
 ROTOR_BUDGET_WAITS = Counter(
     "rotor_slack_rotor_budget_waits",
     "Rotor calls that waited for the rate budget, by priority (people, background)",

@@ -20,6 +20,7 @@ from app.sandbox.rotor import FakeRotor
 from app.sandbox.run import new_secrets
 from app.sandbox.slack import FakeSlack
 from app.sandbox.stack import ServiceProcess, ThreadServer, service_env
+from tests.preloaded import forked
 
 # In CI the generated examples are the same every run, so a submission never fails on a draw;
 # elsewhere they vary from run to run, to keep finding new cases.
@@ -198,10 +199,21 @@ def database_url(request, tmp_path) -> str:
     return asyncio.run(_fresh_postgres(PG_URL))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows the log of every service it started (a flake is read, not guessed)."""
+    report = yield
+    if report.failed:
+        for service in getattr(item, "services", ()):
+            report.sections.append((f"log of {service.log.name}", service.output()[-20_000:]))
+    return report
+
+
 @pytest.fixture
-def start_service(tmp_path, keys, slack, rotor, database_url):
+def start_service(request, tmp_path, keys, slack, rotor, database_url):
     """Start `rotor-slack serve` on the stand-ins; every start shares the test's database."""
     started: list[ServiceProcess] = []
+    request.node.services = started
 
     def start(
         policy: str = POLICY, *, metrics_port: int | None = None, **env_overrides: str | None
@@ -213,14 +225,16 @@ def start_service(tmp_path, keys, slack, rotor, database_url):
         policy_file.write_text(policy)
         env = service_env(keys, slack, rotor, database_url, policy_file) | env_overrides
         env = {name: value for name, value in env.items() if value is not None}
-        lists = rotor.lists_answered
-        service = ServiceProcess(env, tmp_path, name=f"service-{n}", metrics_port=metrics_port)
+        service = ServiceProcess(
+            env, tmp_path, name=f"service-{n}", metrics_port=metrics_port, launch=forked
+        )
         started.append(service)
         service.wait_ready()
-        # The sync's first pass lists Rotor at start: approvals a test creates from here on are
-        # not in it (else they would be recorded by the sync, not by the test's webhook).
+        # The sync's first pass runs at start: approvals a test creates from here on are not in
+        # it (else they would be recorded by the sync, not by the test's webhook or the poll).
         if rotor.down_status is None:
-            wait_until(lambda: rotor.lists_answered > lists, 20, "the start-up sync's list")
+            passes = "rotor_slack_sync_passes_total"
+            wait_until(lambda: metric(service, passes) >= 1, 20, "the start-up sync's pass")
         slack.app_url = f"{service.url}/slack/events"
         rotor.webhook_url = f"{service.url}/rotor/webhook"
         return service

@@ -28,6 +28,7 @@ from app.errors import DatabaseUnavailable
 from app.sandbox.rotor import sign_webhook
 from app.sandbox.stack import ServiceProcess, free_port, service_env
 from tests.conftest import CAROL, PG_URL, make_policy, posted, wait_until
+from tests.preloaded import forked
 from tests.test_decisions import decided, notices
 from tests.test_home import home, listed, texts
 
@@ -101,7 +102,9 @@ def cluster():
 def serve(keys, slack, rotor, tmp_path, database_url) -> ServiceProcess:
     policy = tmp_path / "policy.toml"
     policy.write_text(make_policy(check_every="1s", sync_every="1h", queues=QUEUES))
-    service = ServiceProcess(service_env(keys, slack, rotor, database_url, policy), tmp_path)
+    service = ServiceProcess(
+        service_env(keys, slack, rotor, database_url, policy), tmp_path, launch=forked
+    )
     service.wait_ready(30)
     slack.app_url = f"{service.url}/slack/events"
     rotor.webhook_url = f"{service.url}/rotor/webhook"

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -74,6 +76,26 @@ def service_env(
     return env
 
 
+# Starts `rotor-slack <args> --fd <socket>` in `cwd`, its output in `log`; gives a
+# `subprocess.Popen` or what quacks like one (pid, poll, wait, send_signal, terminate, kill).
+Launch = Callable[[list[str], dict[str, str], Path, Path, socket.socket], Any]
+
+
+def python_m_app(
+    args: list[str], env: dict[str, str], cwd: Path, log: Path, sock: socket.socket
+) -> subprocess.Popen:
+    """`rotor-slack <args>` as a new `python -m app` process, serving on `sock`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", *args, "--fd", str(sock.fileno())],
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=[sock.fileno()],
+        )
+
+
 class ServiceProcess:
     """A running `rotor-slack serve`, its output in a log file."""
 
@@ -83,8 +105,10 @@ class ServiceProcess:
         workdir: Path,
         name: str = "service",
         metrics_port: int | None = None,
+        launch: Launch | None = None,
     ) -> None:
-        """`metrics_port`: serve /metrics and /readyz there (`--metrics-port`), not on `url`."""
+        """`metrics_port`: serve /metrics and /readyz there (`--metrics-port`), not on `url`.
+        `launch`: how the process starts (default: `python -m app`)."""
         # The socket is bound here and handed over, so no other test can take its port between
         # choosing it and the service binding it.
         sock = bind(0)
@@ -93,17 +117,10 @@ class ServiceProcess:
         self.ops_url = f"http://127.0.0.1:{metrics_port}" if metrics_port else self.url
         self.log = workdir / f"{name}.log"
         self._http = httpx.Client(trust_env=False, timeout=10)
-        args = ["--metrics-port", str(metrics_port)] if metrics_port else []
+        args = ["serve", "--migrate"]
+        args += ["--metrics-port", str(metrics_port)] if metrics_port else []
         with sock:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--migrate", "--fd", str(sock.fileno())]
-                + args,
-                env=env,
-                cwd=workdir,
-                stdout=self.log.open("w"),
-                stderr=subprocess.STDOUT,
-                pass_fds=[sock.fileno()],
-            )
+            self.process = (launch or python_m_app)(args, env, workdir, self.log, sock)
 
     def wait_ready(self, timeout: float = 20.0) -> ServiceProcess:
         deadline = time.monotonic() + timeout

@@ -56,6 +56,7 @@ class Sync(Worker):
 
     async def round(self) -> None:
         await self.sync_once()
+        metrics.SYNC_PASSES.inc()
 
     def failed(self, error: Exception) -> None:
         if isinstance(error, RotorError):
