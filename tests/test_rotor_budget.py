@@ -166,6 +166,8 @@ def test_polling_every_second_stays_inside_the_budget_and_every_approval_arrives
     elapsed = time.monotonic() - started
     interval, _reserve = shape(60)
     # Unpaced, a poll and a sync every second would make about twice as many calls; paced,
-    # background work takes one slot an interval and never the people's reserve.
-    assert len(rotor.request_times) <= elapsed / interval + 2
+    # background work takes one slot an interval and never the people's reserve. (Counted from
+    # the test's start: the service's start-up calls before it are paced the same way.)
+    calls = [t for t in rotor.request_times if t >= started]
+    assert len(calls) <= elapsed / interval + 2
     assert rotor.rate_limited == 0
