@@ -10,8 +10,8 @@ import sys
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.sandbox.stack import bind, free_port, service_env
-from tests.conftest import PG_URL, POLICY, wait_until
+from app.sandbox.stack import ServiceProcess, bind, free_port, service_env
+from tests.conftest import PG_URL, POLICY, posted, wait_until
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -127,6 +127,19 @@ def test_check_never_shows_a_password(env, tmp_path):
         "the host and port",
     }
     assert secret not in result.stdout + result.stderr
+
+
+def test_serve_as_a_fresh_python_process_posts_and_stops_on_sigterm(env, tmp_path, slack, rotor):
+    # The other tests fork their services from a preloaded server; this one starts the command
+    # as a deployment does, imports and all.
+    service = ServiceProcess(env, tmp_path).wait_ready()
+    try:
+        rotor.webhook_url = f"{service.url}/rotor/webhook"
+        posted(slack, rotor.enqueue("payments", {"amount": 5})["id"])
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(15) in (0, -signal.SIGTERM)
+    finally:
+        service.stop()
 
 
 @pytest.mark.parametrize(
