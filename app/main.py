@@ -21,6 +21,7 @@ from app.asgi import BODY_SECONDS, BUFFER_BYTES, Budget, RequestGuard
 from app.config import Policy, Settings
 from app.db import Store
 from app.db.budget import RotorBudget
+from app.db.engine import STATEMENT_TIMEOUT_MS
 from app.db.models import utcnow
 from app.decisions import Decider
 from app.edits import Editor
@@ -51,7 +52,9 @@ READY_SECONDS = 3  # /readyz answers within this, database or not
 def create_app(settings: Settings, policy: Policy) -> Starlette:
     settings.require_serving(polled=policy.sync.poll is not None)
     metrics.name_queues(q.name for q in policy.queues)
-    store = Store(settings.database_url)
+    # Statements bounded (PostgreSQL): a paused replica, or a lock taken by hand, holds the
+    # others up for seconds, not for ever. The command-line tools (migrate, audit) are not.
+    store = Store(settings.database_url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     # Every call to Rotor, by any replica, draws on the workspace's rate limit.
     budget = RotorBudget(store, policy.rotor.requests_per_minute)
     rotor = RotorClient(
@@ -139,7 +142,11 @@ def create_app(settings: Settings, policy: Policy) -> Starlette:
 
     async def readyz(_request: Request) -> Response:
         problems = [name for name, task in running.items() if task.done()]
-        problems += [f"{name} stuck" for name, worker in workers.items() if worker.stuck()]
+        for name, worker in workers.items():
+            if worker.stuck():
+                problems.append(f"{name} stuck")
+            if worker.database_down:  # its statements fail (a lock held on a table, say)
+                problems.append(f"{name}: database unavailable")
         if socket is not None and not await socket.connected():
             problems.append("slack: Socket Mode not connected (yet)")
         # Not wait_for: it also waits for the cancelled ping, which a locked SQLite file holds

@@ -20,7 +20,7 @@ from app.sandbox.rotor import FakeRotor
 from app.sandbox.run import new_secrets
 from app.sandbox.slack import FakeSlack
 from app.sandbox.stack import ServiceProcess, ThreadServer, service_env
-from tests.preloaded import forked
+from tests.preloaded import Forked
 
 # In CI the generated examples are the same every run, so a submission never fails on a draw;
 # elsewhere they vary from run to run, to keep finding new cases.
@@ -226,7 +226,7 @@ def start_service(request, tmp_path, keys, slack, rotor, database_url):
         env = service_env(keys, slack, rotor, database_url, policy_file) | env_overrides
         env = {name: value for name, value in env.items() if value is not None}
         service = ServiceProcess(
-            env, tmp_path, name=f"service-{n}", metrics_port=metrics_port, launch=forked
+            env, tmp_path, name=f"service-{n}", metrics_port=metrics_port, launch=Forked
         )
         started.append(service)
         service.wait_ready()

@@ -21,9 +21,12 @@ _SERVER.set_forkserver_preload(["tests.preloaded", "app.cli", "app.main", "app.s
 
 
 class Forked:
-    """The part of `subprocess.Popen` the tests use, for a process forked from the server."""
+    """A `Launch` for `ServiceProcess`: `rotor-slack <args> --fd <sock>` forked from the server,
+    with the part of `subprocess.Popen` the tests use."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path, sock) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, log: Path, sock: socket.socket
+    ) -> None:
         # Daemonic: a service a failed test left running is stopped when its worker exits.
         self._process = _SERVER.Process(
             target=_become, args=(args, env, cwd, log, sock), daemon=True
@@ -53,13 +56,6 @@ class Forked:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-
-
-def forked(
-    args: list[str], env: dict[str, str], cwd: Path, log: Path, sock: socket.socket
-) -> Forked:
-    """A `Launch` for `ServiceProcess`: `rotor-slack <args> --fd <sock>`, forked."""
-    return Forked(args, env, cwd, log, sock)
 
 
 def _become(args: list[str], env: dict[str, str], cwd: Path, log: Path, sock: socket.socket):

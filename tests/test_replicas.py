@@ -149,8 +149,9 @@ def test_a_replica_frozen_mid_work_neither_stalls_the_other_nor_doubles_a_post(
     for approval_id in ids:
         rotor.deliver(approval_id, url=f"{a.url}/rotor/webhook")
     wait_until(lambda: slack.count("chat.postMessage") >= 2, 20, "posting to begin")
-    # A stalls (a long pause, a stopped VM), likely inside a transaction holding row locks: the
-    # server ends that transaction after 10 s, and B takes the lane over once A's lease is gone.
+    # A stalls (a long pause, a stopped VM), likely inside a transaction holding row locks, or
+    # in the middle of a statement: the server ends either after 10 s, and B takes the lane
+    # over once A's lease is gone.
     os.kill(a.process.pid, signal.SIGSTOP)
     try:
         wait_until(lambda: all(slack.find(x) for x in ids), 60, "the other replica to post")

@@ -15,8 +15,8 @@ from app.db.votes import Votes
 
 
 class Store(Database):
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, statement_timeout_ms: int | None = None) -> None:
+        super().__init__(url, statement_timeout_ms)
         self.approvals = Approvals(self)
         self.outbox = OutboxTasks(self)
         self.votes = Votes(self)

@@ -15,6 +15,9 @@ from app.errors import DatabaseRefused, DatabaseUnavailable
 
 SQLITE_BUSY_SECONDS = 5
 IDLE_IN_TRANSACTION_MS = 10_000
+# The service's statements are small: one running longer waits on a lock, or on a client that
+# stopped mid-statement (a paused replica), which idle_in_transaction_session_timeout misses.
+STATEMENT_TIMEOUT_MS = 10_000
 
 # What a stopped, unreachable, locked or read-only database raises (not a constraint or a bug).
 _UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError)
@@ -27,8 +30,9 @@ _REFUSED_SQLSTATE = "22"
 
 
 class Database:
-    def __init__(self, url: str) -> None:
-        self.engine: AsyncEngine = create_engine(url)
+    def __init__(self, url: str, statement_timeout_ms: int | None = None) -> None:
+        """`statement_timeout_ms`: PostgreSQL cancels a statement running longer (None: never)."""
+        self.engine: AsyncEngine = create_engine(url, statement_timeout_ms)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     async def close(self) -> None:
@@ -110,11 +114,14 @@ def describe(error: BaseException) -> str:
     return f"{type(cause).__name__}: {text}"[:300]
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, statement_timeout_ms: int | None = None) -> AsyncEngine:
     if not url.startswith("sqlite"):
         # A replica frozen inside a transaction (a long pause, a stopped VM) must not hold its
-        # row locks over the others for ever: the server ends such a transaction after 10 s.
+        # row locks over the others for ever: the server ends such a transaction after 10 s,
+        # and (with a statement timeout) a statement it stopped in the middle of.
         settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+        if statement_timeout_ms is not None:
+            settings["statement_timeout"] = str(statement_timeout_ms)
         parsed, ssl = ssl_mode(url)
         return create_async_engine(
             parsed,
