@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlmodel import select
 
@@ -23,6 +24,7 @@ from tests.conftest import (
     as_utc,
     drained,
     make_policy,
+    posted,
     stored,
     wait_until,
 )
@@ -159,6 +161,44 @@ def test_a_replica_frozen_mid_work_neither_stalls_the_other_nor_doubles_a_post(
         os.kill(a.process.pid, signal.SIGCONT)
     # A wakes in the middle of its run: what B posted is not posted again.
     assert_each_posted_once(slack, ids, a, b)
+
+
+def test_a_session_stopped_in_the_middle_of_a_statement_is_ended_by_the_others(
+    service, slack, rotor, database_url
+):
+    if database_url.startswith("sqlite"):
+        pytest.skip("replicas share PostgreSQL in production; one database is enough here")
+    import asyncpg
+
+    async def stop_mid_statement() -> asyncpg.Connection:
+        # What a replica paused between asyncpg's prepare and its execute leaves behind: a
+        # transaction holding a lock, and a server waiting on the session's next message, which
+        # neither idle_in_transaction_session_timeout nor statement_timeout ends.
+        dsn = database_url.replace("+asyncpg", "", 1)
+        conn = await asyncpg.connect(dsn, server_settings={"application_name": "rotor-slack"})
+        await conn.execute("BEGIN; LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+        await conn.prepare("SELECT 1")
+        return conn
+
+    loop = asyncio.new_event_loop()
+    stalled = loop.run_until_complete(stop_mid_statement())
+    try:
+        approval = rotor.create("payments", {"amount": 5})
+
+        def delivered() -> bool:
+            try:
+                return rotor.deliver(approval["id"]).status_code in (200, 202)
+            except httpx.TimeoutException:
+                return False  # Rotor gives up on a slow answer and delivers again
+
+        wait_until(delivered, 40, "the webhook taken (slow, or 503, while the lock is held)")
+        posted(slack, approval["id"], timeout=30)
+        assert "database: ended session" in service.output()
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            loop.run_until_complete(stalled.fetch("SELECT 1"))  # it was ended
+    finally:
+        loop.run_until_complete(stalled.close(timeout=5))
+        loop.close()
 
 
 # Longer than the outbox trusts a renewal to take: half of what its 8 s lease leaves past the

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import URL, event, make_url
+from sqlalchemy import URL, event, make_url, text
 from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import select
@@ -18,6 +19,25 @@ IDLE_IN_TRANSACTION_MS = 10_000
 # The service's statements are small: one running longer waits on a lock, or on a client that
 # stopped mid-statement (a paused replica), which idle_in_transaction_session_timeout misses.
 STATEMENT_TIMEOUT_MS = 10_000
+APPLICATION_NAME = "rotor-slack"  # how PostgreSQL names this service's sessions
+
+log = logging.getLogger(__name__)
+
+# This service's sessions (any replica's) stopped in the middle of a statement inside a
+# transaction for over 10 s: a replica paused between asyncpg's prepare and execute. The server
+# waits on its next message for ever (neither idle_in_transaction_session_timeout nor a
+# statement_timeout ends that wait) and the locks it holds stall every other replica.
+_END_STALLED = text(
+    """
+WITH stalled AS MATERIALIZED (
+  SELECT pid FROM pg_stat_activity
+  WHERE datname = current_database() AND application_name = :name AND pid <> pg_backend_pid()
+    AND state = 'active' AND wait_event = 'ClientRead' AND xact_start IS NOT NULL
+    AND state_change < now() - make_interval(secs => :after)
+)
+SELECT pid FROM stalled WHERE pg_terminate_backend(pid)
+"""
+)
 
 # What a stopped, unreachable, locked or read-only database raises (not a constraint or a bug).
 _UNAVAILABLE = (sa.OperationalError, sa.InterfaceError, sa.TimeoutError, OSError)
@@ -50,18 +70,40 @@ class Database:
                 # `from None`: the driver's own message may quote the value (asyncpg does).
                 raise DatabaseRefused(refusal(e)) from None
             if is_outage(e):
+                if _sqlstate(e) == "57014":  # a statement timed out: on a stalled replica's lock?
+                    await self._end_stalled_sessions()
                 raise DatabaseUnavailable(describe(e)) from e
             raise without_values(e) from None
+
+    async def _end_stalled_sessions(self) -> None:
+        """End this service's sessions that stopped in the middle of a statement (best effort:
+        this runs because something is wrong already)."""
+        try:
+            async with self.engine.connect() as conn:
+                params = {"name": APPLICATION_NAME, "after": IDLE_IN_TRANSACTION_MS / 1000}
+                ended = (await conn.execute(_END_STALLED, params)).scalars().all()
+        except Exception:
+            return
+        for pid in ended:
+            log.warning(
+                "database: ended session %s, stopped in the middle of a statement for over "
+                "10 s (a paused replica): its locks held the others up",
+                pid,
+            )
 
     async def ping(self) -> None:
         async with self.session() as s:
             await s.exec(select(1))
 
 
+def _sqlstate(error: BaseException) -> str:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+
+
 def is_outage(error: BaseException) -> bool:
     """SQLite says OperationalError for a schema mistake too ("no such table"): that is a bug
     to see, not an outage to wait out."""
-    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
+    sqlstate = _sqlstate(error)
     if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return True
     if not isinstance(error, _UNAVAILABLE):
@@ -119,7 +161,10 @@ def create_engine(url: str, statement_timeout_ms: int | None = None) -> AsyncEng
         # A replica frozen inside a transaction (a long pause, a stopped VM) must not hold its
         # row locks over the others for ever: the server ends such a transaction after 10 s,
         # and (with a statement timeout) a statement it stopped in the middle of.
-        settings = {"idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS)}
+        settings = {
+            "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+            "application_name": APPLICATION_NAME,
+        }
         if statement_timeout_ms is not None:
             settings["statement_timeout"] = str(statement_timeout_ms)
         parsed, ssl = ssl_mode(url)
