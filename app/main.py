@@ -52,8 +52,8 @@ READY_SECONDS = 3  # /readyz answers within this, database or not
 def create_app(settings: Settings, policy: Policy) -> Starlette:
     settings.require_serving(polled=policy.sync.poll is not None)
     metrics.name_queues(q.name for q in policy.queues)
-    # Statements bounded (PostgreSQL): a paused replica, or a lock taken by hand, holds the
-    # others up for seconds, not for ever. The command-line tools (migrate, audit) are not.
+    # Statements bounded (PostgreSQL): one waiting on a lock fails after 10 s (/readyz names
+    # the worker) and a paused replica holding it is ended. The command-line tools are not.
     store = Store(settings.database_url, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
     # Every call to Rotor, by any replica, draws on the workspace's rate limit.
     budget = RotorBudget(store, policy.rotor.requests_per_minute)

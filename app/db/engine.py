@@ -16,8 +16,8 @@ from app.errors import DatabaseRefused, DatabaseUnavailable
 
 SQLITE_BUSY_SECONDS = 5
 IDLE_IN_TRANSACTION_MS = 10_000
-# The service's statements are small: one running longer waits on a lock, or on a client that
-# stopped mid-statement (a paused replica), which idle_in_transaction_session_timeout misses.
+# The service's statements are small: one running longer waits on a lock (a paused replica's,
+# or one taken by hand); its timeout is the cue to end a paused replica's session.
 STATEMENT_TIMEOUT_MS = 10_000
 APPLICATION_NAME = "rotor-slack"  # how PostgreSQL names this service's sessions
 
@@ -159,8 +159,8 @@ def describe(error: BaseException) -> str:
 def create_engine(url: str, statement_timeout_ms: int | None = None) -> AsyncEngine:
     if not url.startswith("sqlite"):
         # A replica frozen inside a transaction (a long pause, a stopped VM) must not hold its
-        # row locks over the others for ever: the server ends such a transaction after 10 s,
-        # and (with a statement timeout) a statement it stopped in the middle of.
+        # row locks over the others for ever: the server ends such a transaction after 10 s;
+        # one stopped in the middle of a statement, the other replicas end (_END_STALLED).
         settings = {
             "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
             "application_name": APPLICATION_NAME,
