@@ -177,12 +177,18 @@ def test_a_double_submit_enqueues_once(editing, slack, rotor):
     assert [d for d in rotor.decisions if d[0] == original["id"]] == [(original["id"], "rejected")]
 
 
-def test_rotor_down_during_the_edit_finishes_later_once(editing, slack, rotor):
+def edited_while_rotor_is_down(slack, rotor) -> dict:
+    """An outreach job that Carol corrected while Rotor answers 503, once the edit tried Rotor."""
     original = rotor.enqueue("outreach", DRAFT)
     view_id, _ = edit_form(slack, CAROL, posted(slack, original["id"]))
     rotor.down_status = 503
     slack.submit_view(CAROL, view_id, fields("Fixed subject", DRAFT["body"], "100"))
     wait_until(lambda: rotor.get_calls > 0, what="the edit trying Rotor")
+    return original
+
+
+def test_rotor_down_during_the_edit_finishes_later_once(editing, slack, rotor):
+    original = edited_while_rotor_is_down(slack, rotor)
     assert rotor.jobs == {} and rotor.status(original["id"]) == "pending"
     # Meanwhile nobody decides the original from Slack: its edit holds it.
     slack.click(DAVE, slack.find(original["id"])[0], "approve")
@@ -197,11 +203,7 @@ def test_rotor_down_during_the_edit_finishes_later_once(editing, slack, rotor):
 
 
 def test_an_original_decided_outside_meanwhile_is_not_replaced(editing, slack, rotor):
-    original = rotor.enqueue("outreach", DRAFT)
-    view_id, _ = edit_form(slack, CAROL, posted(slack, original["id"]))
-    rotor.down_status = 503
-    slack.submit_view(CAROL, view_id, fields("Fixed subject", DRAFT["body"], "100"))
-    wait_until(lambda: rotor.get_calls > 0, what="the edit trying Rotor")
+    original = edited_while_rotor_is_down(slack, rotor)
     rotor.decide_outside(original["id"], "approved")
     rotor.down_status = None
     wait_until(lambda: "was not applied" in text_of(slack.find(original["id"])[0]), timeout=30)

@@ -88,6 +88,12 @@ def page(browser, sandbox_url, viewport):
     context.close()
 
 
+def enqueue(page, preset: str) -> None:
+    """Enqueue a job from the Rotor panel: one of its presets, as it stands."""
+    page.get_by_role("button", name=preset).click()
+    page.click("#enqueue")
+
+
 def test_enqueue_approve_reject_and_list_in_the_browser(page):
     expect = playwright.expect
     timeline, approvals = page.locator("#timeline"), page.locator("#approvals")
@@ -95,8 +101,7 @@ def test_enqueue_approve_reject_and_list_in_the_browser(page):
     page.select_option("#user", "U0CAROL")
 
     # Enqueue a large payment from the Rotor panel; its message appears in #finance.
-    page.get_by_role("button", name="Large payment").click()
-    page.click("#enqueue")
+    enqueue(page, "Large payment")
     page.click('[data-channel="C0FINANCE"]')
     expect(timeline).to_contain_text("Pay 48500 EUR to Acme GmbH")  # the queue's title
     expect(timeline).to_contain_text("Beneficiary name")  # and its summary fields
@@ -183,8 +188,7 @@ def test_a_payment_over_100k_needs_the_cfo_and_the_amount_typed(page):
     timeline = page.locator("#timeline")
     page.wait_for_selector("#user option", state="attached")
     page.select_option("#user", "U0CAROL")
-    page.get_by_role("button", name="Payment over 100k").click()
-    page.click("#enqueue")
+    enqueue(page, "Payment over 100k")
     page.click('[data-channel="C0FINANCE"]')
     expect(timeline).to_contain_text("Rule: payment over 100k: 2 approvals from @CFO @finance")
     # Carol approves payments, but not over the threshold: the rule names others.
@@ -207,8 +211,7 @@ def test_an_ai_drafted_email_is_corrected_and_the_corrected_job_approved(page):
     timeline = page.locator("#timeline")
     page.wait_for_selector("#user option", state="attached")
     page.select_option("#user", "U0CAROL")
-    page.get_by_role("button", name="AI outreach email").click()
-    page.click("#enqueue")
+    enqueue(page, "AI outreach email")
     page.click('[data-channel="C0APPROVALS"]')
     expect(timeline).to_contain_text("Quick question about your Q3 roadmap")
     # Edit: the form holds today's subject and body; the subject is corrected.
@@ -232,8 +235,7 @@ def test_the_home_tab_decides_links_and_the_clock_expires(page):
     timeline = page.locator("#timeline")
     page.wait_for_selector("#user option", state="attached")
     page.select_option("#user", "U0CAROL")
-    page.get_by_role("button", name="Large payment").click()  # requested by the Visitor
-    page.click("#enqueue")
+    enqueue(page, "Large payment")  # requested by the Visitor
     page.wait_for_selector("#approvals .status-pending")
     page.click("#home-entry")  # Slack sends app_home_opened; the app publishes the tab
     expect(page.locator("#channel-title")).to_have_text("Home")
@@ -400,8 +402,7 @@ def test_people_links_unread_channels_time_order_and_a_stopped_sandbox(page, san
 
     # A job that lands in another channel marks it unread, as Slack does.
     page.click('#channels [data-channel="C0APPROVALS"]')
-    page.get_by_role("button", name="Large payment").click()
-    page.click("#enqueue")
+    enqueue(page, "Large payment")
     expect(page.locator('#channels [data-channel="C0FINANCE"]')).to_have_class("channel unread")
     page.click('#channels [data-channel="C0FINANCE"]')
     expect(page.locator('#channels [data-channel="C0FINANCE"]')).to_have_class("channel active")
@@ -445,8 +446,7 @@ def test_a_guest_in_no_channel_is_told_who_decides_a_queue_without_approvers(pag
     page.wait_for_selector("#user option", state="attached")
     page.select_option("#user", "U0GUEST")
     expect(page.locator("#role")).to_contain_text("in no channel: decides nothing")
-    page.get_by_role("button", name="AI outreach email").click()  # a queue with no approvers
-    page.click("#enqueue")
+    enqueue(page, "AI outreach email")  # a queue with no approvers
     page.click('#channels [data-channel="C0APPROVALS"]')
     page.click('.msg [data-action^="approve:"]')
     if page.locator("#confirm").count():
